@@ -1,0 +1,19 @@
+"""regenrt: PyTorch image-to-image networks to verified inference engines.
+
+Heavy dependencies (torch, onnx, onnxruntime) are imported only when a function that needs them is called.
+"""
+__version__ = "0.1.0"
+
+from .errors import (ArchitectureError, CheckpointError, ExportError, MissingDependencyError,  # noqa: E402
+                     ParityError, RegenrtError, UnsafeCheckpointError)
+
+
+def export(*args, **kwargs):
+    """Export a checkpoint to verified ONNX artefacts; see :func:`regenrt.export.export_checkpoint`."""
+    from .export.pipeline import export_checkpoint
+
+    return export_checkpoint(*args, **kwargs)
+
+
+__all__ = ["ArchitectureError", "CheckpointError", "ExportError", "MissingDependencyError", "ParityError",
+           "RegenrtError", "UnsafeCheckpointError", "__version__", "export"]

@@ -1,0 +1,61 @@
+"""One root exception with a few specific subclasses; each maps to a documented CLI exit code.
+
+Messages say what was expected, what was found and what to do, so the CLI can print them as they are.
+"""
+from __future__ import annotations
+
+
+class RegenrtError(Exception):
+    """Root of every error regenrt raises on purpose."""
+
+    exit_code = 1
+
+
+class CheckpointError(RegenrtError):
+    """The checkpoint cannot be read: missing, not a file, empty, truncated or not a checkpoint."""
+
+    exit_code = 3
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint needs pickle code execution to load and the caller did not opt in."""
+
+
+class ArchitectureError(RegenrtError):
+    """The weights do not match a known architecture, match it ambiguously, or do not fit the one asked for."""
+
+    exit_code = 3
+
+
+class ExportError(RegenrtError):
+    """ONNX export, graph conversion or the ONNX checker failed."""
+
+    exit_code = 5
+
+
+class ParityError(RegenrtError):
+    """An exported artefact drifted from the PyTorch model beyond the gate; ``report`` holds the numbers."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+class MissingDependencyError(RegenrtError):
+    """An optional backend is not installed; the message names the extra that installs it."""
+
+    exit_code = 6
+
+
+EXIT_CODES = {
+    0: "success",
+    1: "unexpected internal error (please report it with the traceback from REGENRT_DEBUG=1)",
+    2: "usage error (bad command-line arguments)",
+    3: "checkpoint or architecture problem (unreadable, unsafe, unknown or ambiguous)",
+    4: "parity gate failed: an artefact drifted from PyTorch and was not published",
+    5: "export failed (ONNX export, FP16 conversion or onnx.checker)",
+    6: "an optional dependency is missing (the message names the pip extra)",
+    130: "interrupted (Ctrl-C); nothing was published under a final name",
+}

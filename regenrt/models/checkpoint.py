@@ -1,0 +1,161 @@
+"""Safe checkpoint loading: never executes pickled code unless the caller opts in.
+
+``load_checkpoint`` reads ``.pt/.pth/.ckpt`` with ``torch.load(weights_only=True)`` passed explicitly (an explicit
+argument wins over ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and ``.safetensors`` with safetensors, unwraps training
+dicts and ``module.`` prefixes, and returns float32 tensors with what it did recorded.
+
+Example::
+
+    ckpt = load_checkpoint("ckpt.pt")
+    ckpt.state_dict["encoder.conv1.weight"].shape
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, UnsafeCheckpointError
+
+# Keys under which training scripts keep the weights, most specific first (pix2pix's own files are plain).
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "net_G", "netG", "generator", "model",
+                "ema", "model_ema", "state_dict_ema", "params", "weights", "net")
+# Prefixes added by wrappers around a module: DataParallel/DDP and torch.compile.
+STRIP_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    sha256: str
+    state_dict: dict[str, torch.Tensor]
+    source_dtypes: list[str]
+    wrapper_key: str | None = None
+    stripped_prefixes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path.")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the checkpoint file inside it.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes); it was probably not written fully.")
+
+
+def _torch_load(path: Path, trust_pickle: bool) -> Any:
+    if trust_pickle:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        # argparse.Namespace is how many training scripts store their options; it runs no code when rebuilt.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Unsupported global" in text or "Unsupported class" in text:
+            found = text.split("Unsupported global:")[-1].split(".", 1)[0] if "Unsupported global:" in text else ""
+            found = text[text.find("GLOBAL"):].split()[1] if "GLOBAL" in text else found.strip()
+            raise UnsafeCheckpointError(
+                f"checkpoint {str(path)!r} can only be loaded by executing pickled code (it references "
+                f"{found or 'a non-tensor object'}). regenrt refuses that by default because loading it could run "
+                "arbitrary code. Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)) or, only "
+                "if you trust its origin, pass --trust-pickle (recorded as a warning in every artefact)."
+            ) from None
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}).") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}); it may be truncated or "
+            "corrupted — copy it again from its source."
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a readable safetensors file ({_short(exc)}).") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _unwrap(obj: Any, chosen: str | None) -> tuple[dict[str, torch.Tensor], str | None]:
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict(), None
+    if _is_state_dict(obj):
+        return obj, None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"expected a state_dict or a dict wrapping one, found {type(obj).__name__}.")
+    keys = [chosen] if chosen else [k for k in WRAPPER_KEYS if k in obj]
+    for key in keys:
+        if key not in obj:
+            raise CheckpointError(f"--state-key {key!r} is not in the checkpoint; its keys are {sorted(map(str, obj))}.")
+        try:
+            inner, deeper = _unwrap(obj[key], None)
+        except CheckpointError:
+            continue
+        return inner, key if deeper is None else f"{key}.{deeper}"
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors and all(isinstance(k, str) for k in tensors) and len(tensors) >= len(obj) // 2:
+        return tensors, None  # a state_dict with a few stray entries (e.g. an epoch counter) beside it
+    raise CheckpointError(
+        f"no state_dict found in the checkpoint: its top-level keys are {sorted(map(str, obj))[:20]}. "
+        "Pass --state-key NAME to say which entry holds the weights."
+    )
+
+
+def _strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    stripped = []
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIP_PREFIXES:
+            if all(k.startswith(prefix) for k in sd):
+                sd = {k[len(prefix):]: v for k, v in sd.items()}
+                stripped.append(prefix)
+                changed = True
+    return sd, stripped
+
+
+def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, state_key: str | None = None) -> Checkpoint:
+    """Read a checkpoint without executing code; raise :class:`CheckpointError` with a fix on any problem."""
+    path = Path(path)
+    _check_path(path)
+    if path.suffix == ".safetensors":
+        obj: Any = _safetensors_load(path)
+    else:
+        obj = _torch_load(path, trust_pickle)
+    sd, key = _unwrap(obj, state_key)
+    sd, stripped = _strip_prefixes(dict(sd))
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+    warnings = []
+    if trust_pickle:
+        warnings.append("loaded with --trust-pickle: the checkpoint was unpickled with code execution allowed")
+    return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings)

@@ -1,0 +1,143 @@
+"""Pix2Pix U-Net generator, state-dict compatible with the pix2pix reference repo's ``UnetGenerator``.
+
+Keys nest as ``model.model.1.model.3.model.…`` exactly as ``UnetSkipConnectionBlock`` builds them. Batch norm is
+``BatchNorm2d(affine, running stats)`` with bias-free convs; instance norm is ``InstanceNorm2d(affine=False)`` with
+biased convs. Checkpoints from old releases that carry InstanceNorm running statistics are patched as the
+reference repo's ``__patch_instance_norm_state_dict`` does.
+
+Example::
+
+    model = create_model("unet_256", ngf=64, norm="instance")
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ArchitectureError
+from .registry import Architecture, Detection, register_architecture
+
+
+def _norm(norm: str, channels: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None,
+                 submodule: nn.Module | None = None, outermost: bool = False, innermost: bool = False,
+                 norm: str = "batch", use_dropout: bool = False):
+        super().__init__()
+        self.outermost = outermost
+        use_bias = norm == "instance"
+        input_nc = outer_nc if input_nc is None else input_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+        downrelu = nn.LeakyReLU(0.2, True)
+        uprelu = nn.ReLU(True)
+        if outermost:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+            layers = [downconv, submodule, uprelu, upconv, nn.Tanh()]
+        elif innermost:
+            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+            layers = [downrelu, downconv, uprelu, upconv, _norm(norm, outer_nc)]
+        else:
+            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+            layers = [downrelu, downconv, _norm(norm, inner_nc), submodule, uprelu, upconv, _norm(norm, outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int, norm: str, use_dropout: bool):
+        super().__init__()
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm, innermost=True)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
+        for mult in (4, 2, 1):
+            block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
+                                             outermost=True, norm=norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+DEFAULTS: dict[str, Any] = {
+    "input_nc": 3, "output_nc": 3, "num_downs": 8, "ngf": 64, "norm": "batch", "use_dropout": False,
+}
+
+
+def _build(config: dict[str, Any]) -> nn.Module:
+    if config["num_downs"] < 5:
+        raise ValueError(f"num_downs must be at least 5, got {config['num_downs']}")
+    if config["norm"] not in ("batch", "instance"):
+        raise ValueError(f"norm must be 'batch' or 'instance', got {config['norm']!r}")
+    return UnetGenerator(**config)
+
+
+def _block_prefixes(sd: Mapping[str, Tensor]) -> list[str]:
+    """Prefixes of the nested blocks below the outermost one, outer to inner."""
+    prefixes, prefix = [], "model.model.1"
+    while f"{prefix}.model.1.weight" in sd:
+        prefixes.append(prefix)
+        prefix += ".model.3"
+    return prefixes
+
+
+def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
+    if "model.model.0.weight" not in sd or "model.model.3.weight" not in sd:
+        return None
+    blocks = _block_prefixes(sd)
+    if not blocks:
+        return None
+    first_norm = f"{blocks[0]}.model.2"
+    if f"{first_norm}.weight" in sd and f"{first_norm}.running_mean" in sd:
+        norm = "batch"
+    elif f"{blocks[0]}.model.1.bias" in sd:
+        norm = "instance"
+    else:
+        raise ArchitectureError(
+            "found pix2pix U-Net keys but cannot tell the norm layer: no BatchNorm weights and no conv biases "
+            f"under {first_norm!r}. Pass --norm batch or --norm instance."
+        )
+    head = sd["model.model.0.weight"]
+    config = {
+        "input_nc": int(head.shape[1]),
+        "output_nc": int(sd["model.model.3.weight"].shape[1]),
+        "num_downs": len(blocks) + 1,
+        "ngf": int(head.shape[0]),
+        "norm": norm,
+    }
+    assumed = {"use_dropout": "dropout leaves no weights; it only acts in train mode, which export never uses"}
+    return Detection("pix2pix_unet", config, assumed)
+
+
+def _patch(sd: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+    """Drop InstanceNorm running stats saved by PyTorch < 0.4 releases (the reference repo does the same)."""
+    if config["norm"] != "instance":
+        return sd
+    stale = (".running_mean", ".running_var", ".num_batches_tracked")
+    return {k: v for k, v in sd.items() if not k.endswith(stale)}
+
+
+register_architecture(Architecture(
+    name="pix2pix_unet",
+    build=_build,
+    detect=_detect,
+    defaults=DEFAULTS,
+    default_task=lambda c: "inpainting",
+    spatial_multiple=lambda c: 2 ** int(c["num_downs"]),
+    dynamic_hw=lambda c: False,
+    default_hw=lambda c: (2 ** int(c["num_downs"]),) * 2,
+    aliases={"unet_128": {"num_downs": 7}, "unet_256": {"num_downs": 8}, "pix2pix": {}},
+    patch_state_dict=_patch,
+))
