@@ -5,7 +5,7 @@ Heavy dependencies (torch, onnx, onnxruntime) are imported only when a function 
 __version__ = "0.1.0"
 
 from .errors import (ArchitectureError, CheckpointError, ExportError, MissingDependencyError,  # noqa: E402
-                     ParityError, RegenrtError, UnsafeCheckpointError)
+                     InputError, ParityError, RegenrtError, UnsafeCheckpointError)
 
 
 def export(*args, **kwargs):
@@ -15,5 +15,5 @@ def export(*args, **kwargs):
     return export_checkpoint(*args, **kwargs)
 
 
-__all__ = ["ArchitectureError", "CheckpointError", "ExportError", "MissingDependencyError", "ParityError",
+__all__ = ["ArchitectureError", "CheckpointError", "ExportError", "InputError", "MissingDependencyError", "ParityError",
            "RegenrtError", "UnsafeCheckpointError", "__version__", "export"]

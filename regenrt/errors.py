@@ -43,6 +43,12 @@ class ParityError(RegenrtError):
         self.report = report
 
 
+class InputError(RegenrtError):
+    """A sample or input file is unusable (wrong shape, channels, type or non-finite values)."""
+
+    exit_code = 7
+
+
 class MissingDependencyError(RegenrtError):
     """An optional backend is not installed; the message names the extra that installs it."""
 
@@ -57,5 +63,6 @@ EXIT_CODES = {
     4: "parity gate failed: an artefact drifted from PyTorch and was not published",
     5: "export failed (ONNX export, FP16 conversion or onnx.checker)",
     6: "an optional dependency is missing (the message names the pip extra)",
+    7: "an input or sample file is unusable (the message names the file and the fix)",
     130: "interrupted (Ctrl-C); nothing was published under a final name",
 }

@@ -160,4 +160,5 @@ register_architecture(Architecture(
     default_hw=lambda c: (256, 256),
     aliases={f"deeplabv3plus_{n}": {"encoder": n} for n in RESNET_SPECS}
     | {f"deeplabv3plus_r{n[6:]}": {"encoder": n} for n in RESNET_SPECS},
+    option_aliases={"out_channels": "classes"},
 ))

@@ -83,7 +83,7 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], arch_name: str | None = N
     """Build the detected (or named) architecture, apply explicit overrides and load the weights strictly."""
     arch, detection, prefix, sd = detect_architecture(sd, arch_name)
     implied = resolve_architecture(arch_name)[1] if arch_name else {}
-    overrides = dict(overrides or {})
+    overrides = arch.canonical_options(dict(overrides or {}))
     unknown = set(overrides) - set(arch.defaults)
     if unknown:
         raise ArchitectureError(f"{arch.name} has no option(s) {sorted(unknown)}; its options are {sorted(arch.defaults)}.")

@@ -140,4 +140,5 @@ register_architecture(Architecture(
     default_hw=lambda c: (2 ** int(c["num_downs"]),) * 2,
     aliases={"unet_128": {"num_downs": 7}, "unet_256": {"num_downs": 8}, "pix2pix": {}},
     patch_state_dict=_patch,
+    option_aliases={"in_channels": "input_nc", "classes": "output_nc", "out_channels": "output_nc"},
 ))

@@ -44,6 +44,11 @@ class Architecture:
     aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Rewrites of keys saved by older releases (e.g. InstanceNorm running stats) before loading.
     patch_state_dict: Callable[[dict[str, torch.Tensor], dict[str, Any]], dict[str, torch.Tensor]] | None = None
+    # Generic option names (as the CLI flags use them) -> this architecture's own names.
+    option_aliases: dict[str, str] = field(default_factory=dict)
+
+    def canonical_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {self.option_aliases.get(k, k): v for k, v in options.items()}
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -83,7 +88,7 @@ def all_architectures() -> list[Architecture]:
 def create_model(name: str, **config: Any) -> nn.Module:
     """Build an architecture (by name or alias) with its defaults updated by ``config``."""
     arch, implied = resolve_architecture(name)
-    full = {**arch.defaults, **implied, **config}
+    full = {**arch.defaults, **implied, **arch.canonical_options(config)}
     unknown = set(full) - set(arch.defaults)
     if unknown:
         raise ArchitectureError(

@@ -1,0 +1,133 @@
+"""``export-engine``: checkpoint -> verified ONNX artefacts. Parse, call :func:`export_checkpoint`, print."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import config_value, exit_codes_epilog, run_cli
+
+ARCH_FLAGS = {  # flag -> (option name, type, help)
+    "--encoder": ("encoder", str, "DeepLabV3+ encoder: resnet18, resnet34, resnet50 or resnet101"),
+    "--in-channels": ("in_channels", int, "input channels (DeepLabV3+ in_channels, U-Net input_nc)"),
+    "--classes": ("classes", int, "output channels (DeepLabV3+ classes, U-Net output_nc)"),
+    "--output-stride": ("output_stride", int, "DeepLabV3+ encoder output stride, 16 (smp default) or 8; "
+                                              "not stored in checkpoints"),
+    "--ngf": ("ngf", int, "U-Net base number of filters"),
+    "--num-downs": ("num_downs", int, "U-Net downsamplings: 7 for unet_128, 8 for unet_256"),
+    "--norm": ("norm", str, "U-Net norm layer: batch or instance"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..models import list_architectures
+    from ..tasks import list_tasks
+
+    parser = argparse.ArgumentParser(
+        prog="export-engine",
+        description="Export a PyTorch checkpoint (DeepLabV3+ from segmentation_models_pytorch, Pix2Pix U-Net from "
+                    "the pix2pix reference repo) to ONNX FP32 and FP16 graphs, each parity-checked against the "
+                    "PyTorch model; an artefact that drifts is not published. Writes model.onnx, model.fp16.onnx "
+                    "and parity.json into the output directory.",
+        epilog=exit_codes_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", nargs="?", help=".pt/.pth/.ckpt (loaded with weights_only) or .safetensors")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="output directory (default: ./<checkpoint stem>_engine; demo: ./regenrt-demo)")
+    parser.add_argument("--demo", nargs="?", const="phase-recovery", choices=["phase-recovery", "inpainting",
+                                                                              "segmentation"],
+                        help="make a demo checkpoint for this task (default phase-recovery) and export it")
+    model = parser.add_argument_group("model (detected from the checkpoint; flags override)")
+    model.add_argument("--arch", help=f"architecture or alias: {', '.join(list_architectures())}")
+    model.add_argument("--task", choices=list_tasks(),
+                       help="task (default from the architecture: classes > 1 -> segmentation, 1 -> phase-recovery)")
+    for flag, (_, kind, text) in ARCH_FLAGS.items():
+        model.add_argument(flag, type=kind, help=text)
+    model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other architecture option, e.g. atrous_rates=6,12,18 (repeatable)")
+    model.add_argument("--mode", choices=["eval", "batch-stats"], default="eval",
+                       help="eval: running statistics (default); batch-stats: BatchNorm uses the batch's statistics "
+                            "as the pix2pix test script does without --eval (recorded in the artefact)")
+    model.add_argument("--state-key", help="entry of a training dict that holds the weights (default: detected)")
+    model.add_argument("--trust-pickle", action="store_true",
+                       help="UNSAFE: allow a checkpoint that needs pickle code execution; recorded as a warning")
+    export = parser.add_argument_group("export")
+    export.add_argument("--input-shape", metavar="[input:]NxCxHxW",
+                        help="example shape, e.g. input:1x1x256x256 (default: 1xCx256x256, 2^num_downs for U-Net); "
+                             "batch is always dynamic, H/W too for DeepLabV3+")
+    export.add_argument("--precision", choices=["fp32", "fp16"], default="fp16",
+                        help="fp16 (default): model.onnx and model.fp16.onnx; fp32: model.onnx only")
+    export.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
+                        help="torch ONNX exporter (default torchscript: ~10x faster on these CNNs)")
+    gate = parser.add_argument_group("parity gate")
+    gate.add_argument("--samples", metavar="DIR",
+                      help="your own inputs checked too: .npy model-ready arrays or pictures (task preprocessing)")
+    gate.add_argument("--parity-samples", type=int, default=4, metavar="N", help="synthetic inputs (default 4)")
+    gate.add_argument("--calibration-samples", type=int, default=8, metavar="N",
+                      help="synthetic task inputs for FP16 range calibration (default 8)")
+    gate.add_argument("--fp32-tol", type=float, default=1e-4,
+                      help="FP32: max abs error / reference range (default 1e-4)")
+    gate.add_argument("--min-psnr", type=float, default=40.0, help="FP16 image outputs: minimum PSNR dB (default 40)")
+    gate.add_argument("--min-argmax", type=float, default=0.995,
+                      help="FP16 segmentation: minimum argmax agreement (default 0.995)")
+    gate.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (default 0)")
+    out = parser.add_argument_group("output")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    out.add_argument("--json", action="store_true", help="print the parity report as JSON instead of a table")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    overrides = {name: getattr(args, flag[2:].replace("-", "_"))
+                 for flag, (name, _, _) in ARCH_FLAGS.items() if getattr(args, flag[2:].replace("-", "_")) is not None}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"export-engine: --set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = config_value(value)
+    return overrides
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..export.parity import Tolerances, format_table
+    from ..export.pipeline import export_checkpoint
+
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    checkpoint, output = args.checkpoint, args.output
+    if args.demo:
+        from ..demo import make_demo_checkpoint
+
+        output = output or "regenrt-demo"
+        checkpoint = make_demo_checkpoint(args.demo, output)
+        if log:
+            log(f"demo: wrote a {args.demo} checkpoint with random weights to {checkpoint}")
+    result = export_checkpoint(
+        checkpoint, output, arch=args.arch, overrides=_overrides(args), task=args.task,
+        input_shape=args.input_shape, precision=args.precision, mode=args.mode, samples=args.samples,
+        trust_pickle=args.trust_pickle, state_key=args.state_key, exporter=args.exporter,
+        tolerances=Tolerances(args.fp32_tol, args.min_psnr, args.min_argmax),
+        parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed, log=log,
+    )
+    if args.json:
+        print(Path(result.output_dir, "parity.json").read_text())
+    else:
+        print(format_table(result.report["rows"]))
+        print(f"\nparity gate passed; published to {result.output_dir}: "
+              + ", ".join(p.name for p in result.artefacts.values()) + ", parity.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.checkpoint and not args.demo:
+        parser.error("give a CHECKPOINT, or --demo to export a built-in demo model")
+    if args.checkpoint and args.demo:
+        parser.error("give either a CHECKPOINT or --demo, not both")
+    return run_cli("export-engine", lambda: _export(args), json_report=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

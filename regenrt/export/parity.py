@@ -1,0 +1,90 @@
+"""Parity metrics and the gate that decides whether an artefact may be published.
+
+Defaults: FP32 artefacts within 1e-4 of PyTorch relative to the reference output's range; FP16/BF16 artefacts
+PSNR >= 40 dB on image outputs and >= 99.5 % argmax agreement on segmentation; any NaN/Inf fails.
+
+Example::
+
+    row = compare(reference, output)                 # max_abs, mean_abs, rel_max, psnr, cosine, argmax, nonfinite
+    ok, criterion = judge(row, "fp16", "image", Tolerances())
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    fp32_rel_max: float = 1e-4
+    min_psnr_db: float = 40.0
+    min_argmax_agreement: float = 0.995
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(reference: np.ndarray, output: np.ndarray) -> dict:
+    """Metrics of ``output`` against ``reference`` (NCHW); argmax agreement over C when C > 1, sign when C == 1."""
+    if reference.shape != output.shape:
+        return {"shape_mismatch": f"{reference.shape} vs {output.shape}", "nonfinite": 0}
+    ref = reference.astype(np.float64)
+    out = output.astype(np.float64)
+    nonfinite = int((~np.isfinite(out)).sum())
+    out = np.where(np.isfinite(out), out, 0.0)
+    diff = np.abs(out - ref)
+    data_range = float(ref.max() - ref.min()) or 1.0
+    mse = float((diff * diff).mean())
+    norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
+    if reference.shape[1] > 1:
+        agreement = float((reference.argmax(1) == output.argmax(1)).mean())
+    else:
+        agreement = float(((reference > 0) == (output > 0)).mean())
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "rel_max": float(diff.max()) / data_range,
+        "psnr_db": math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse),
+        "cosine": float((ref * out).sum() / norms) if norms else 1.0,
+        "argmax_agreement": agreement,
+        "nonfinite": nonfinite,
+        "data_range": data_range,
+    }
+
+
+def judge(row: dict, precision: str, metric: str, tol: Tolerances) -> tuple[bool, str, float]:
+    """(passed, criterion, margin): margin > 0 passes; the most negative margin is the worst breach."""
+    if "shape_mismatch" in row:
+        return False, f"output shape {row['shape_mismatch']}", -math.inf
+    if row["nonfinite"]:
+        return False, f"{row['nonfinite']} NaN/Inf values", -math.inf
+    if precision == "fp32":
+        margin = (tol.fp32_rel_max - row["rel_max"]) / tol.fp32_rel_max
+        return margin >= 0, f"rel_max <= {tol.fp32_rel_max:g}", margin
+    if metric == "segmentation":
+        margin = (row["argmax_agreement"] - tol.min_argmax_agreement) / (1 - tol.min_argmax_agreement)
+        return margin >= 0, f"argmax agreement >= {tol.min_argmax_agreement:.1%}", margin
+    margin = (row["psnr_db"] - tol.min_psnr_db) / tol.min_psnr_db
+    return margin >= 0, f"PSNR >= {tol.min_psnr_db:g} dB", margin
+
+
+def format_table(rows: list[dict]) -> str:
+    """The report rows as a fixed-width text table."""
+    head = ("artefact", "case", "output", "max abs", "mean abs", "rel max", "PSNR dB", "cosine", "argmax", "gate")
+    lines = [head]
+    for r in rows:
+        if "max_abs" not in r:
+            lines.append((r["artefact"], r["case"], r["output"], "-", "-", "-", "-", "-", "-",
+                          f"FAIL ({r['criterion']})"))
+            continue
+        lines.append((
+            r["artefact"], r["case"], r["output"], f"{r['max_abs']:.3g}", f"{r['mean_abs']:.3g}",
+            f"{r['rel_max']:.3g}", f"{r['psnr_db']:.1f}", f"{r['cosine']:.6f}", f"{r['argmax_agreement']:.2%}",
+            ("ok" if r["passed"] else "FAIL") + f" ({r['criterion']})",
+        ))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -1,0 +1,296 @@
+"""``export_checkpoint``: checkpoint -> verified ONNX artefacts (FP32 and FP16), the work behind ``export-engine``.
+
+Every artefact is built in a private temporary directory, parity-checked against the PyTorch model on
+task-realistic inputs, and only then moved (atomically, same file system) to its final name. A breach or an
+interruption leaves no artefact under a final name; the parity report is always written.
+
+Example::
+
+    result = export_checkpoint("ckpt.pt", "engine/")            # raises ParityError on drift
+    result.artefacts["fp16"], result.report["passed"]
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import torch
+
+from .. import __version__
+from ..errors import ArchitectureError, InputError, ParityError
+from ..models import build_from_state_dict, load_checkpoint
+from ..models.modes import MODES, with_mode
+from ..tasks import get_task, load_sample
+from .fp16 import convert_to_fp16
+from .metadata import embed_metadata
+from .onnx_export import INPUT_NAME, OPSET, check_model, export_onnx
+from .parity import Tolerances, compare, format_table, judge
+
+ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+REPORT_NAME = "parity.json"
+PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp32", "fp16")}
+
+
+@dataclass
+class _Plan:
+    """Everything decided before any file is written."""
+
+    ckpt: Any
+    loaded: Any
+    model: torch.nn.Module
+    task: Any
+    shape: tuple[int, int, int, int]
+    multiple: int
+    dynamic_hw: bool
+    mode: str
+    exporter: str
+    precisions: tuple[str, ...]
+    samples: str | os.PathLike | None
+    tolerances: Tolerances
+    parity_samples: int
+    calibration_samples: int
+    seed: int
+
+
+@dataclass
+class ExportResult:
+    output_dir: Path
+    artefacts: dict[str, Path]
+    report: dict
+    metadata: dict
+    table: str = ""
+    rejected: list[str] = field(default_factory=list)
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int, int]:
+    """``"input:1x1x256x256"`` or ``"1x1x256x256"`` -> (N, C, H, W)."""
+    name, _, dims = text.rpartition(":")
+    if name and name != INPUT_NAME:
+        raise InputError(f"--input-shape names input {name!r}, but the exported graph's input is {INPUT_NAME!r}.")
+    try:
+        shape = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
+        raise InputError(f"--input-shape {text!r}: expected NxCxHxW with positive integers, e.g. input:1x3x256x256.")
+    return shape  # type: ignore[return-value]
+
+
+def _nearest(value: int, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def _check_shape(shape: tuple[int, ...], channels: int, multiple: int, static_hw: tuple[int, int] | None,
+                 what: str) -> None:
+    n, c, h, w = shape
+    if c != channels:
+        raise InputError(f"{what}: the model takes {channels} input channel(s), got {c} (shape {shape}).")
+    if h % multiple or w % multiple:
+        raise InputError(f"{what}: height and width must be multiples of {multiple}, got {h}x{w}; the nearest "
+                         f"valid size is {_nearest(h, multiple)}x{_nearest(w, multiple)}.")
+    if static_hw and (h, w) != static_hw:
+        raise InputError(f"{what}: this model is exported with a fixed {static_hw[0]}x{static_hw[1]} size, got {h}x{w}.")
+
+
+class _Steps:
+    """Numbered progress lines on stderr with the time each step took."""
+
+    def __init__(self, total: int, log: Callable[[str], None] | None):
+        self.total, self.index, self.log = total, 0, log
+        self.started = time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        now = time.perf_counter()
+        if self.index and self.log:
+            self.log(f"      done in {now - self.started:.1f}s")
+        self.index += 1
+        self.started = now
+        if self.log:
+            self.log(f"[{self.index}/{self.total}] {text}")
+
+    def finish(self) -> None:
+        if self.log:
+            self.log(f"      done in {time.perf_counter() - self.started:.1f}s")
+
+
+def _parity_cases(task, config, shape, dynamic_hw, multiple, samples, n_parity, seed) -> list[tuple[str, np.ndarray]]:
+    n, c, h, w = shape
+    cases = [(f"synthetic {n_parity}x{c}x{h}x{w}", task.make_inputs(config, n_parity, h, w, seed))]
+    cases.append((f"batch-1 {c}x{h}x{w}", cases[0][1][:1]))
+    if dynamic_hw:
+        h2, w2 = _nearest(h * 3 // 4, multiple), _nearest(w * 5 // 4, multiple)
+        cases.append((f"non-square 1x{c}x{h2}x{w2}", task.make_inputs(config, 1, h2, w2, seed + 1)))
+    if samples is not None:
+        files = sorted(p for p in Path(samples).iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise InputError(f"--samples {str(samples)!r} holds no files.")
+        for i, path in enumerate(files):
+            try:
+                x = load_sample(path, task, config, seed + i)[None]
+            except InputError:
+                raise
+            except Exception as exc:
+                raise InputError(f"sample {path.name} cannot be read: {exc}") from None
+            _check_shape(x.shape, c, multiple, None if dynamic_hw else (h, w), f"sample {path.name}")
+            if not np.isfinite(x).all():
+                raise InputError(f"sample {path.name} holds NaN or Inf values.")
+            cases.append((f"sample {path.name}", x.astype(np.float32)))
+    return cases
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLike | None = None, *,
+                      arch: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None,
+                      input_shape: str | tuple[int, int, int, int] | None = None, precision: str = "fp16",
+                      mode: str = "eval", samples: str | os.PathLike | None = None, trust_pickle: bool = False,
+                      state_key: str | None = None, exporter: str = "torchscript",
+                      tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
+                      calibration_samples: int = 8, seed: int = 0,
+                      log: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``checkpoint`` to verified ONNX artefacts in ``output_dir`` (see module docstring)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}.")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
+    precisions = PRECISIONS[precision]
+    steps = _Steps(3 + len(precisions), log)
+    steps(f"loading {checkpoint}")
+    ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
+    loaded = build_from_state_dict(ckpt.state_dict, arch, overrides)
+    config = loaded.config
+    task_name = task or loaded.arch.default_task(config)
+    if not task_name:
+        raise ArchitectureError(
+            f"{loaded.arch.name} with {config.get('in_channels')} input channels and {config.get('classes')} class "
+            "could be binary segmentation or dense regression; pass --task segmentation or --task phase-recovery."
+        )
+    task_obj = get_task(task_name)
+    in_contract, out_contract = task_obj.input_contract(config), task_obj.output_contract(config)
+    multiple, dynamic_hw = loaded.arch.spatial_multiple(config), loaded.arch.dynamic_hw(config)
+    if input_shape is None:
+        shape = (1, in_contract["channels"], *loaded.arch.default_hw(config))
+    else:
+        shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    _check_shape(shape, in_contract["channels"], multiple, None, "--input-shape")
+    model = with_mode(loaded.model, mode)
+    if log:
+        assumed = "".join(f"\n      assumed {k}: {v}" for k, v in loaded.assumed.items())
+        log(f"      {loaded.arch.name} {config} task={task_name} mode={mode}{assumed}")
+
+    out_dir = Path(output_dir) if output_dir is not None else Path.cwd() / f"{Path(checkpoint).stem}_engine"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plan = _Plan(ckpt, loaded, model, task_obj, shape, multiple, dynamic_hw, mode, exporter, precisions, samples,
+                 tolerances, parity_samples, calibration_samples, seed)
+    work = Path(tempfile.mkdtemp(prefix=".regenrt-export-", dir=out_dir))
+    try:
+        return _export_in(work, out_dir, plan, steps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _base_metadata(p: _Plan) -> dict:
+    ckpt, loaded = p.ckpt, p.loaded
+    n, c, h, w = p.shape
+    dims = ["batch", c, "height" if p.dynamic_hw else h, "width" if p.dynamic_hw else w]
+    return {
+        "regenrt_version": __version__, "task": p.task.name, "arch": loaded.arch.name, "config": loaded.config,
+        "assumed": loaded.assumed, "mode": p.mode, "batch_dependent": p.mode == "batch-stats",
+        "input": {"name": INPUT_NAME, "shape": dims, "spatial_multiple": p.multiple, "example_shape": [n, c, h, w],
+                  **p.task.input_contract(loaded.config)},
+        "output": {"name": "output", **p.task.output_contract(loaded.config)},
+        "source": {"file": ckpt.path.name, "sha256": ckpt.sha256, "dtypes": ckpt.source_dtypes,
+                   "state_key": ckpt.wrapper_key, "stripped_prefixes": ckpt.stripped_prefixes
+                   + ([loaded.stripped_prefix] if loaded.stripped_prefix else [])},
+        "warnings": ckpt.warnings, "exporter": p.exporter, "opset": OPSET, "torch_version": torch.__version__,
+    }
+
+
+def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResult:
+    from ..runtime.backends.onnxruntime import OnnxRuntimeRunner
+
+    model, task_obj, config, shape, seed = p.model, p.task, p.loaded.config, p.shape, p.seed
+    base = _base_metadata(p)
+    steps(f"exporting FP32 ONNX (opset {OPSET}, {p.exporter} exporter)")
+    fp32_path = work / ARTEFACT_NAMES["fp32"]
+    graph = export_onnx(model, fp32_path, example=torch.zeros(shape), dynamic_hw=p.dynamic_hw,
+                        spatial_multiple=p.multiple, exporter=p.exporter)
+    embed_metadata(graph, {**base, "precision": "fp32"})
+    onnx.save(graph, str(fp32_path))
+    paths = {"fp32": fp32_path}
+    if "fp16" in p.precisions:
+        steps(f"converting to FP16 (calibrated on {p.calibration_samples} task inputs)")
+        n, c, h, w = shape
+        calib = task_obj.make_inputs(config, p.calibration_samples, h, w, seed + 1000)
+        batches = [{INPUT_NAME: calib[i:i + 2]} for i in range(0, len(calib), 2)]
+        fp16_graph, summary = convert_to_fp16(onnx.load(str(fp32_path)), batches)
+        fp16_graph = check_model(fp16_graph, "the FP16 graph")
+        embed_metadata(fp16_graph, {**base, "precision": "fp16", "fp16": summary,
+                                    "derived_from_sha256": _sha(fp32_path)})
+        paths["fp16"] = work / ARTEFACT_NAMES["fp16"]
+        onnx.save(fp16_graph, str(paths["fp16"]))
+
+    steps("parity gate: PyTorch FP32 vs every artefact (ONNX Runtime CPU)")
+    cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
+    with torch.no_grad():
+        references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
+    rows = []
+    for prec, path in paths.items():
+        runner = OnnxRuntimeRunner(path)
+        for (case, x), ref in zip(cases, references):
+            got = runner.infer({INPUT_NAME: x})["output"]
+            row = {"artefact": path.name, "precision": prec, "case": case, "output": "output", **compare(ref, got)}
+            row["passed"], row["criterion"], row["margin"] = judge(row, prec, task_obj.metric, p.tolerances)
+            rows.append(row)
+    worst = min(rows, key=lambda r: r["margin"])
+    report = {"passed": all(r["passed"] for r in rows), "tolerances": p.tolerances.as_dict(),
+              "metric": task_obj.metric, "rows": rows, "worst": worst, "checkpoint_sha256": p.ckpt.sha256}
+
+    steps("publishing artefacts")
+    failed = sorted({r["precision"] for r in rows if not r["passed"]})
+    published = {}
+    for prec, path in paths.items():
+        final = out_dir / path.name
+        if prec in failed:
+            final.unlink(missing_ok=True)  # a stale artefact from an earlier export must not survive a breach
+        else:
+            os.replace(path, final)
+            published[prec] = final
+    report["published"] = {k: p.name for k, p in published.items()}
+    report["rejected"] = [ARTEFACT_NAMES[p] for p in failed]
+    (work / REPORT_NAME).write_text(json.dumps(_finite(report), indent=2))
+    os.replace(work / REPORT_NAME, out_dir / REPORT_NAME)
+    table = format_table(rows)
+    steps.finish()
+    result = ExportResult(out_dir, published, report, base, table, report["rejected"])
+    if failed:
+        w = worst
+        raise ParityError(
+            f"parity gate failed: {w['artefact']} output {w['output']!r} on {w['case']} breaks "
+            f"{w['criterion']} (rel_max {w.get('rel_max', float('nan')):.3g}, PSNR {w.get('psnr_db', float('nan')):.1f} dB, "
+            f"argmax {w.get('argmax_agreement', float('nan')):.2%}); rejected {', '.join(report['rejected'])} "
+            f"— not published. Report: {out_dir / REPORT_NAME}", report) from None
+    return result
+
+
+def _sha(path: Path) -> str:
+    from ..models.checkpoint import sha256_file
+
+    return sha256_file(path)
+
+
+def _finite(value):
+    """JSON has no Infinity/NaN: write them as strings ("inf" for a bit-exact PSNR)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_finite(x) for x in value]
+    return value

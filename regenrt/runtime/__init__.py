@@ -1,0 +1,1 @@
+"""Runtime: engines (backends selected by artefact kind), tasks' pre/post-processing and the pipeline."""

@@ -1,0 +1,1 @@
+"""Backends, one small module each; heavy libraries are imported when a backend is first used."""
