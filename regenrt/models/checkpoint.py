@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import os
 import pickle
-import zipfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,18 +67,19 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" in text or "Unsupported class" in text:
-            found = text.split("Unsupported global:")[-1].split(".", 1)[0] if "Unsupported global:" in text else ""
-            found = text[text.find("GLOBAL"):].split()[1] if "GLOBAL" in text else found.strip()
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
+        if found:
             raise UnsafeCheckpointError(
                 f"checkpoint {str(path)!r} can only be loaded by executing pickled code (it references "
-                f"{found or 'a non-tensor object'}). regenrt refuses that by default because loading it could run "
-                "arbitrary code. Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)) or, only "
-                "if you trust its origin, pass --trust-pickle (recorded as a warning in every artefact)."
+                f"{found.group(1)}). regenrt refuses that by default because loading it could run arbitrary code. "
+                "Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)) or, only if you trust its "
+                "origin, pass --trust-pickle (recorded as a warning in every artefact)."
             ) from None
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}); it may be truncated or "
+            "corrupted — copy it again from its source."
+        ) from None
+    except Exception as exc:  # garbage bytes make the unpickler fail in any number of ways; none ran code
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}); it may be truncated or "
             "corrupted — copy it again from its source."
@@ -86,7 +87,12 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
 
 
 def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    """The informative line of an exception (torch's weights_only errors start with a generic paragraph)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    specific = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation",
+                                                         "Please file an issue"))]
+    text = (specific or lines or [type(exc).__name__])[0]
+    return text.replace("WeightsUnpickler error: ", "")[:200]
 
 
 def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,152 @@
+"""Checkpoint loading: wrappers, prefixes, dtypes, safetensors, refusal of pickled code, clear errors."""
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from regenrt.errors import ArchitectureError, CheckpointError, UnsafeCheckpointError
+from regenrt.models import build_from_state_dict, create_model, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    return create_model("unet_128", ngf=4, norm="batch").eval()
+
+
+def _same_outputs(a, b, side=128):
+    x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda sd: {"state_dict": sd, "epoch": 3},
+    lambda sd: {"model": sd, "optimizer": {"lr": 1e-3}},
+    lambda sd: {"net_G": sd, "net_D": {"w": torch.zeros(1)}},
+    lambda sd: {"ema": sd},
+    lambda sd: {"checkpoint": 1, "model_state_dict": {f"module.{k}": v for k, v in sd.items()}},
+    lambda sd: {f"module._orig_mod.{k}": v for k, v in sd.items()},
+    lambda sd: {f"model.{k}": v for k, v in sd.items()},  # Lightning-style prefix
+], ids=["state_dict", "model", "net_G", "ema", "ddp-in-model_state_dict", "ddp+compile", "lightning"])
+def test_training_wrappers_unwrapped(tmp_path, unet, wrap):
+    path = tmp_path / "ckpt.pt"
+    torch.save(wrap(unet.state_dict()), path)
+    loaded = build_from_state_dict(load_checkpoint(path).state_dict)
+    assert loaded.config["num_downs"] == 7
+    assert _same_outputs(loaded.model, unet)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights(tmp_path, unet, dtype):
+    path = tmp_path / "half.pt"
+    torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in unet.state_dict().items()}, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.source_dtypes[0] == str(dtype).split(".")[1]
+    assert all(v.dtype == torch.float32 for v in ckpt.state_dict.values() if v.is_floating_point())
+    build_from_state_dict(ckpt.state_dict)
+
+
+def test_safetensors(tmp_path, unet):
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(path))
+    assert _same_outputs(build_from_state_dict(load_checkpoint(path).state_dict).model, unet)
+
+
+def test_old_instance_norm_running_stats_are_patched(tmp_path):
+    model = create_model("unet_128", ngf=4, norm="instance").eval()
+    sd = dict(model.state_dict())
+    # PyTorch < 0.4 saved running stats for InstanceNorm2d; the reference repo deletes them on load.
+    sd["model.model.1.model.2.running_mean"] = torch.zeros(8)
+    sd["model.model.1.model.2.running_var"] = torch.ones(8)
+    torch.save(sd, tmp_path / "old.pth")
+    loaded = build_from_state_dict(load_checkpoint(tmp_path / "old.pth").state_dict)
+    assert loaded.config["norm"] == "instance"
+    assert _same_outputs(loaded.model, model)
+
+
+class Boom:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_pickle_payload_refused_and_never_runs(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": Boom(marker)}, path)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # an environment override must not downgrade
+    with pytest.raises(UnsafeCheckpointError, match="--trust-pickle"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_whole_module_pickle_needs_opt_in(tmp_path, unet):
+    path = tmp_path / "full.pt"
+    torch.save(unet, path)
+    with pytest.raises(UnsafeCheckpointError, match="executing pickled code"):
+        load_checkpoint(path)
+    ckpt = load_checkpoint(path, trust_pickle=True)
+    assert ckpt.warnings and "trust-pickle" in ckpt.warnings[0]
+    assert _same_outputs(build_from_state_dict(ckpt.state_dict).model, unet)
+
+
+def test_argparse_namespace_in_training_dict_is_allowed(tmp_path, unet):
+    import argparse
+
+    torch.save({"opt": argparse.Namespace(lr=0.1), "state_dict": unet.state_dict()}, tmp_path / "c.pt")
+    build_from_state_dict(load_checkpoint(tmp_path / "c.pt").state_dict)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p, "does not exist"),
+    (lambda p: (p.mkdir(), p)[1], "is a directory"),
+    (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+    (lambda p: (p.write_bytes(os.urandom(4096)), p)[1], "not a readable PyTorch file"),
+    (lambda p: (p.write_bytes(pickle.dumps([1, 2, 3])), p)[1], "not a readable PyTorch file"),
+    (lambda p: (torch.save([1, 2, 3], p), p)[1], "expected a state_dict"),
+    (lambda p: (torch.save({"epoch": 3, "lr": 0.1}, p), p)[1], "no state_dict found.*--state-key"),
+], ids=["missing", "directory", "empty", "random-bytes", "plain-pickle", "list", "no-weights"])
+def test_bad_paths(tmp_path, make, match):
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(make(tmp_path / "ckpt.pt"))
+
+
+def test_truncated(tmp_path, unet):
+    path = tmp_path / "t.pt"
+    torch.save(unet.state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_checkpoint(path)
+
+
+def test_mismatch_lists_missing_unexpected_and_shapes(unet):
+    sd = dict(unet.state_dict())
+    sd.pop("model.model.3.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ArchitectureError) as err:
+        build_from_state_dict(sd)
+    assert "1 missing keys: model.model.3.bias" in str(err.value)
+    assert "1 unexpected keys: extra.weight" in str(err.value)
+    with pytest.raises(ArchitectureError, match="shape conflicts: .*checkpoint .* vs model"):
+        build_from_state_dict(unet.state_dict(), overrides={"ngf": 8})
+
+
+def test_wrong_architecture_named(unet):
+    with pytest.raises(ArchitectureError, match="do not look like a deeplabv3plus checkpoint"):
+        build_from_state_dict(unet.state_dict(), "deeplabv3plus")
+    with pytest.raises(ArchitectureError, match="supported: deeplabv3plus, pix2pix_unet"):
+        build_from_state_dict({"fc.weight": torch.zeros(2, 2)})
+
+
+def test_unknown_resnet_depth_explained():
+    sd = create_model("deeplabv3plus_r18", in_channels=1).state_dict()
+    sd = {k: v for k, v in sd.items() if not k.startswith("encoder.layer3.1.")}
+    with pytest.raises(ArchitectureError, match=r"basic blocks \[2, 2, 1, 2\].*no supported encoder"):
+        build_from_state_dict(sd)
