@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# regenrt's two set-up-and-run commands (each creates .venv and installs what it needs on first use):
+#   ./dev.sh demo [export-engine args]   make a demo checkpoint, export it, print the parity report
+#   ./dev.sh test [pytest args]          run the test suite (what CI runs)
+set -euo pipefail
+cd "$(dirname "$0")"
+venv=${REGENRT_VENV:-.venv}
+py="$venv/bin/python"
+
+setup() {
+  [ -x "$py" ] || python3 -m venv "$venv"
+  local stamp="$venv/.regenrt-installed"
+  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return; fi
+  "$py" -m pip install -q --upgrade pip
+  # Install torch first, pinned: an unpinned torch in a fresh environment can pull several GB of CUDA wheels.
+  # Override with REGENRT_TORCH_SPEC (e.g. "torch==2.6.0"); pyproject.toml only asks for torch>=2.6.
+  "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "${REGENRT_TORCH_SPEC:-torch==2.13.0}"
+  "$py" -m pip install -q -e ".[test]"
+  touch "$stamp"
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  demo) setup; exec "$venv/bin/export-engine" --demo "$@" ;;
+  test) setup; exec "$py" -m pytest "$@" ;;
+  *) echo "usage: ./dev.sh demo [export-engine args] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
+esac
