@@ -1,1 +1,46 @@
-"""Pre/post-processing math: NumPy references (``reference``); faster kernels plug in beside them."""
+"""Pre/post-processing kernels behind one interface.
+
+``get_kernels("numpy")`` returns the NumPy reference set; faster sets (numba CPU/CUDA) register under their own
+names with the same functions, so task code never changes when a kernel set is switched.
+
+Example::
+
+    k = get_kernels()
+    k.phase_normalize(phase, batch, 3)       # writes batch[3]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import reference
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    name: str
+    phase_normalize: Callable
+    holes_fill: Callable
+    rgb_normalize: Callable
+    composite: Callable
+    argmax_palette: Callable
+
+
+_KERNELS: dict[str, KernelSet] = {}
+
+
+def register_kernels(kernels: KernelSet) -> KernelSet:
+    _KERNELS[kernels.name] = kernels
+    return kernels
+
+
+def get_kernels(name: str = "numpy") -> KernelSet:
+    if name not in _KERNELS:
+        from ..errors import RegenrtError
+
+        raise RegenrtError(f"unknown kernel set {name!r}; available: {', '.join(sorted(_KERNELS))}.")
+    return _KERNELS[name]
+
+
+register_kernels(KernelSet("numpy", reference.phase_normalize, reference.holes_fill, reference.rgb_normalize,
+                           reference.composite, reference.argmax_palette))

@@ -1,0 +1,54 @@
+"""``regenrt-doctor``: which backends, devices and libraries this machine has, and how to get the missing ones."""
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+
+CHECKS = [  # (what, module, extra or pip name that installs it, what it is for)
+    ("torch", "torch", "torch>=2.6 (core)", "checkpoint loading, export, parity reference"),
+    ("onnx", "onnx", "core", "graphs, metadata, FP16 conversion"),
+    ("onnxruntime", "onnxruntime", "core (GPU: regenrt[onnx-gpu])", "ONNX engines on CPU (CUDA with onnxruntime-gpu)"),
+    ("openvino", "openvino", "regenrt[openvino]", "the CPU engine with BF16"),
+    ("tensorrt", "tensorrt", "NVIDIA TensorRT (not on PyPI as a working wheel here)", "TensorRT FP16 engines"),
+    ("numba", "numba", "regenrt[numba]", "CPU pre/post kernels"),
+    ("cupy", "cupy", "regenrt[cuda]", "CUDA arrays for kernels"),
+    ("onnxscript", "onnxscript", "regenrt[dynamo]", "the dynamo ONNX exporter"),
+]
+
+
+def report() -> list[str]:
+    lines = [f"python {platform.python_version()} on {platform.machine()} ({platform.system()})"]
+    for name, module, extra, purpose in CHECKS:
+        try:
+            mod = importlib.import_module(module)
+            lines.append(f"  ok       {name:<12} {getattr(mod, '__version__', '?'):<14} {purpose}")
+        except Exception:
+            lines.append(f"  missing  {name:<12} {'':<14} {purpose}; install: {extra}")
+    lines.append("devices:")
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        gpu = torch.cuda.get_device_name(0) if cuda else "none (torch sees no CUDA device)"
+        lines.append(f"  torch CUDA: {gpu}")
+    except ImportError:
+        lines.append("  torch CUDA: unknown (torch missing)")
+    from ..runtime import list_backends
+
+    for backend in list_backends():
+        lines.append(f"  backend {backend.name} ({', '.join(backend.suffixes)}): devices {backend.devices() or 'none'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(prog="regenrt-doctor", description="List backends, devices and library versions "
+                            "found here, with the extra that installs each missing one.").parse_args(argv)
+    print("\n".join(report()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""``run-infer``: an engine over a directory of inputs. Parse, call :func:`run_directory`, print the summary."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import exit_codes_epilog, run_cli
+
+PARTIAL = 8
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, e.g. 0,1 — got {text!r}") from None
+    return lo, hi
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run-infer",
+        description="Run an engine made by export-engine over a directory of inputs. The task (phase-recovery, "
+                    "inpainting, segmentation) and the pre/post-processing come from the engine's metadata. "
+                    "Outputs are written atomically; a re-run skips items already completed (by a manifest) and "
+                    "redoes changed or corrupted ones; bad items are listed in OUTPUT/errors.csv.",
+        epilog=exit_codes_epilog() + f"\n  {PARTIAL:>3}  partial: some items failed (see OUTPUT/errors.csv)\n\n"
+               "outputs: phase-recovery <name>.png (+ <name>.npy); inpainting <name>.png; "
+               "segmentation <name>_label.png and <name>_overlay.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--engine", required=True, metavar="FILE", help="artefact from export-engine (.onnx)")
+    parser.add_argument("--input", required=True, metavar="DIR", help="directory of inputs (searched recursively)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="directory for outputs, manifest, errors")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto (default): cuda when the backend offers it here, else cpu; an unavailable "
+                             "explicit device is an error, never a silent fallback")
+    parser.add_argument("--batch-size", type=int, default=8, help="items per inference call (default 8)")
+    parser.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
+    parser.add_argument("--kernels", default="numpy", help="pre/post kernel set (default numpy)")
+    parser.add_argument("--max-pixels", type=int, default=64_000_000,
+                        help="refuse pictures declaring more pixels than this (default 64000000)")
+    phase = parser.add_argument_group("phase-recovery")
+    phase.add_argument("--from-image", action="store_true",
+                       help="inputs are ordinary pictures: use the Fourier phase of their luminance")
+    phase.add_argument("--output-range", type=_range, default=(0.0, 1.0), metavar="LOW,HIGH",
+                       help="model output values mapped to black..white (default 0,1; clipped)")
+    phase.add_argument("--bit-depth", type=int, choices=[8, 16], default=8, help="PNG bit depth (default 8)")
+    phase.add_argument("--save-npy", action="store_true", help="also write the raw output as <name>.npy")
+    inpaint = parser.add_argument_group("inpainting (exactly one of --masks / --boxes)")
+    inpaint.add_argument("--masks", type=Path, metavar="DIR",
+                         help="mask of <stem>.<ext> is DIR/<stem>_mask.* else DIR/<stem>.*; nonzero = hole")
+    inpaint.add_argument("--boxes", type=Path, metavar="CSV", help="holes as rectangles: header file,x,y,width,height")
+    inpaint.add_argument("--feather", type=int, default=0, metavar="PX",
+                         help="blend generated pixels over this many pixels inside each hole's edge (default 0)")
+    inpaint.add_argument("--soft-mask", action="store_true", help="masks are soft: blend by mask/255 inside holes")
+    inpaint.add_argument("--submission", type=Path, metavar="CSV",
+                         help="with --boxes: write id,value rows of the pixels inside each box (README: format)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..kernels import get_kernels
+    from ..runtime import Engine, RunOptions, run_directory
+
+    engine = Engine.load(args.engine, device=args.device)
+    if not args.quiet:
+        print(engine.describe(), file=sys.stderr)
+    options = RunOptions(
+        batch_size=args.batch_size, workers=args.workers, kernels=get_kernels(args.kernels),
+        max_pixels=args.max_pixels, from_image=args.from_image, output_range=args.output_range,
+        bit_depth=args.bit_depth, save_npy=args.save_npy, masks=args.masks, boxes=args.boxes,
+        feather=args.feather, soft_mask=args.soft_mask, submission=args.submission,
+    )
+    summary = run_directory(engine, args.input, args.output, options, progress=not args.quiet)
+    print(summary.text())
+    if summary.interrupted:
+        print("run-infer: interrupted; completed items are recorded and a re-run resumes.", file=sys.stderr)
+        return 130
+    if summary.failed:
+        print(f"run-infer: {summary.failed} item(s) failed; see {Path(args.output) / 'errors.csv'}", file=sys.stderr)
+        return PARTIAL
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.workers < 1:
+        build_parser().error("--batch-size and --workers must be at least 1")
+    return run_cli("run-infer", lambda: _run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``Engine``: one exported artefact, its backend chosen from the artefact kind, its contract from its metadata.
+
+Example::
+
+    engine = Engine.load("engine/model.fp16.onnx", device="cpu")
+    y = engine.infer(x)          # x: NxCxHxW float32, validated first; y: NxC'xHxW float32
+
+An Engine may be called from several threads at once: the ONNX Runtime session it wraps is thread-safe for
+``run`` and nothing else in it is mutated after loading.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError, MissingDependencyError, RegenrtError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to open one kind of artefact: ``open(path, device) -> callable(x) -> y``; ``devices()`` found here."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    open: Callable[[Path, str], Callable[[np.ndarray], np.ndarray]]
+    devices: Callable[[], list[str]]
+    read_metadata: Callable[[Path], dict]
+    extra: str  # the pip extra that installs it
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def list_backends() -> list[Backend]:
+    return list(_BACKENDS.values())
+
+
+def backend_for(path: Path) -> Backend:
+    for backend in _BACKENDS.values():
+        if path.name.endswith(backend.suffixes):
+            return backend
+    known = ", ".join(f"{s} ({b.name})" for b in _BACKENDS.values() for s in b.suffixes)
+    raise RegenrtError(f"no backend opens {path.name!r}; known artefact kinds: {known}.")
+
+
+class Engine:
+    """A loaded artefact with its metadata; ``infer`` validates inputs against the contract before running."""
+
+    def __init__(self, path: Path, backend: Backend, device: str, metadata: dict, run: Callable):
+        self.path, self.backend, self.device, self.metadata, self._run = path, backend, device, metadata, run
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> "Engine":
+        path = Path(path)
+        if not path.is_file():
+            raise RegenrtError(f"engine {str(path)!r} does not exist or is not a file; build one with export-engine.")
+        if device not in DEVICES:
+            raise RegenrtError(f"device must be one of {DEVICES}, got {device!r}.")
+        backend = backend_for(path)
+        metadata = backend.read_metadata(path)
+        if not metadata.get("task"):
+            raise RegenrtError(f"{path.name} carries no regenrt metadata; re-export it with export-engine.")
+        available = backend.devices()
+        if device == "auto":
+            device = "cuda" if "cuda" in available else "cpu"
+        elif device not in available:
+            raise MissingDependencyError(
+                f"device {device!r} was requested but the {backend.name} backend here offers only {available}; "
+                f"install `pip install regenrt[{backend.extra}]` on a machine with that device, or pass --device cpu."
+            )
+        return cls(path, backend, device, metadata, backend.open(path, device))
+
+    @property
+    def task(self) -> str:
+        return self.metadata["task"]
+
+    @property
+    def channels(self) -> int:
+        return int(self.metadata["input"]["channels"])
+
+    @property
+    def static_hw(self) -> tuple[int, int] | None:
+        _, _, h, w = self.metadata["input"]["shape"]
+        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+    def check_item(self, x: np.ndarray) -> None:
+        """Raise InputError when one CxHxW model input is outside what the engine accepts."""
+        if x.ndim != 3:
+            raise InputError(f"expected a CxHxW array, got shape {x.shape}.")
+        if x.shape[0] != self.channels:
+            raise InputError(f"the engine takes {self.channels} channel(s), got {x.shape[0]}.")
+        h, w = x.shape[1:]
+        multiple = int(self.metadata["input"].get("spatial_multiple", 1))
+        if self.static_hw and (h, w) != self.static_hw:
+            raise InputError(f"the engine takes {self.static_hw[0]}x{self.static_hw[1]} inputs, got {h}x{w}.")
+        if h % multiple or w % multiple:
+            raise InputError(f"height and width must be multiples of {multiple}, got {h}x{w}.")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputError(f"expected floating-point input, got {x.dtype}.")
+        if not np.isfinite(x).all():
+            raise InputError("input holds NaN or Inf values.")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """NxCxHxW float -> NxC'xHxW float32 after validating every item."""
+        batch = np.asarray(batch)
+        if batch.ndim != 4:
+            raise InputError(f"expected an NxCxHxW batch, got shape {batch.shape}.")
+        for item in batch:
+            self.check_item(item)
+        return self._run(np.ascontiguousarray(batch, dtype=np.float32))
+
+    __call__ = infer
+
+    def describe(self) -> str:
+        m = self.metadata
+        return (f"{self.path.name}: {m['arch']} {m['precision']} task={m['task']} mode={m['mode']} "
+                f"backend={self.backend.name} device={self.device}")
+
+
+def _onnx_devices() -> list[str]:
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    providers = onnxruntime.get_available_providers()
+    return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in providers else [])
+
+
+def _onnx_open(path: Path, device: str):
+    from .backends.onnxruntime import OnnxRuntimeRunner
+
+    providers = ("CUDAExecutionProvider",) if device == "cuda" else ("CPUExecutionProvider",)
+    runner = OnnxRuntimeRunner(path, providers)
+    runner.activate()
+    name = runner.input_names[0]
+    return lambda x: runner.infer({name: x})["output"]
+
+
+def _onnx_metadata(path: Path) -> dict:
+    try:
+        from ..export.metadata import read_metadata
+    except ImportError:
+        raise MissingDependencyError("reading ONNX metadata needs `pip install regenrt[onnx]`.") from None
+    return read_metadata(path)
+
+
+register_backend(Backend("onnxruntime", (".onnx",), _onnx_open, _onnx_devices, _onnx_metadata, "onnx-gpu"))

@@ -1,0 +1,109 @@
+"""What a run has finished, so a re-run skips it, and the lock that keeps two runs off one output directory.
+
+The manifest (``.regenrt-manifest.jsonl`` in the output directory) gets one line per completed item, appended
+and fsynced after the item's outputs were renamed into place: item id, sha256 of its source files, of the
+engine and of each output, and the options that shape output bytes. An item is skipped only when all of these
+still match, so a corrupted or deleted output, a changed input, engine or option redoes it.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+from ..errors import RegenrtError
+
+MANIFEST_NAME = ".regenrt-manifest.jsonl"
+LOCK_NAME = ".regenrt.lock"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class OutputLock:
+    """An exclusive, non-blocking flock on the output directory; released when the process ends, even by kill."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / LOCK_NAME
+        self.fh = None
+
+    def __enter__(self) -> "OutputLock":
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise RegenrtError(f"another run-infer ({holder}) is writing to {self.path.parent}; wait for it or use "
+                               "another --output directory.") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+class Manifest:
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / MANIFEST_NAME
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["id"]] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a crash: that item is simply redone
+        self._lock = threading.Lock()
+        self._fh = None
+
+    def is_done(self, item_id: str, sources_sha: str, engine_sha: str, options_key: str, out_dir: Path) -> bool:
+        entry = self.entries.get(item_id)
+        if not entry or (entry.get("sources"), entry.get("engine"), entry.get("options")) != (
+                sources_sha, engine_sha, options_key):
+            return False
+        for name, digest in entry.get("outputs", {}).items():
+            path = out_dir / name
+            if not path.is_file() or sha256_path(path) != digest:
+                return False
+        return True
+
+    def record(self, item_id: str, sources_sha: str, engine_sha: str, options_key: str, outputs: dict[str, str]) -> None:
+        entry = {"id": item_id, "sources": sources_sha, "engine": engine_sha, "options": options_key,
+                 "outputs": outputs}
+        with self._lock:
+            if self._fh is None:
+                torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
+                self._fh = open(self.path, "a")
+                if torn:
+                    self._fh.write("\n")
+            self._fh.write(json.dumps(entry) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self.entries[item_id] = entry
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def sources_sha(paths: tuple[Path, ...]) -> str:
+    return sha256_bytes("".join(sha256_path(p) for p in paths).encode())

@@ -1,0 +1,257 @@
+"""``run_directory``: an engine applied to a directory of inputs, pipelined, resumable, losing nothing.
+
+Decoding + preprocessing and postprocessing + encoding + writing run in worker threads around inference on the
+calling thread; at most ``prefetch`` items are decoded ahead and at most ``prefetch`` wait to be written, so
+memory stays bounded whatever the number of inputs. Items of one shape are batched together (``batch_size``,
+the last batch may be partial). Each output is written atomically; the manifest records an item only after all
+its outputs are in place. A bad item becomes a row of ``errors.csv`` and the run goes on.
+
+Example::
+
+    summary = run_directory(Engine.load("engine/model.onnx"), "inputs/", "outputs/", RunOptions(batch_size=4))
+    summary.done, summary.failed, summary.items_per_s
+"""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, RegenrtError
+from .engine import Engine
+from .io import encode_npy, encode_png, write_atomic
+from .manifest import Manifest, OutputLock, sha256_bytes, sha256_path, sources_sha
+from .tasks import Item, Prepared, RunOptions, get_runtime
+
+ERRORS_NAME = "errors.csv"
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "write": 0.0})
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (item, stage, reason)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.done / self.wall_s if self.wall_s else 0.0
+
+    def text(self) -> str:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_s.items())
+        state = " (interrupted)" if self.interrupted else ""
+        return (f"done {self.done}, failed {self.failed}, skipped {self.skipped} of {self.total}{state}; "
+                f"{self.items_per_s:.1f} items/s over {self.wall_s:.1f}s; time per stage (summed over threads): "
+                f"{stages}")
+
+
+def _encode(suffix: str, arr: np.ndarray) -> bytes:
+    return encode_npy(arr) if suffix.endswith(".npy") else encode_png(arr)
+
+
+class _Run:
+    def __init__(self, engine: Engine, in_dir: Path, out_dir: Path, options: RunOptions, progress):
+        self.engine, self.in_dir, self.out_dir, self.options = engine, in_dir, out_dir, options
+        self.runtime = get_runtime(engine.task)
+        self.summary = Summary()
+        self.manifest = Manifest(out_dir)
+        self.engine_sha = sha256_path(engine.path)
+        self.options_key = options.key()
+        self.progress = progress
+        self._stage_lock = threading.Lock()
+
+    def timed(self, stage: str, started: float) -> None:
+        with self._stage_lock:
+            self.summary.stage_s[stage] += time.perf_counter() - started
+
+    def fail(self, item_id: str, stage: str, reason: str) -> None:
+        self.summary.failed += 1
+        self.summary.errors.append((item_id, stage, reason))
+        self.progress.update(1)
+
+    def decode(self, item: Item) -> tuple[Item, Prepared | None, str | None, str]:
+        """Worker: read, validate and preprocess one item; never raises for a bad item."""
+        started = time.perf_counter()
+        try:
+            if item.error:
+                raise InputError(item.error)
+            digest = sources_sha(item.sources)
+            if self.manifest.is_done(item.id, digest, self.engine_sha, self.options_key, self.out_dir):
+                return item, None, None, "skip"
+            prepared = self.runtime.prepare(self.runtime.decode(item, self.options), self.engine, self.options)
+            prepared.item = item
+            prepared.context["sources_sha"] = digest
+            return item, prepared, None, "ok"
+        except InputError as exc:
+            return item, None, str(exc), "error"
+        except Exception as exc:  # an unforeseen decoder failure is still this item's problem only
+            return item, None, f"{type(exc).__name__}: {exc}", "error"
+        finally:
+            self.timed("decode", started)
+
+    def write(self, prepared: Prepared, output: np.ndarray) -> str | None:
+        """Worker: postprocess, encode and atomically write one item's outputs, then record it."""
+        started = time.perf_counter()
+        item = prepared.item
+        try:
+            outputs = self.runtime.finish(prepared, output, self.options)
+            digests = {}
+            for suffix, arr in outputs.items():
+                data = _encode(suffix, arr)
+                name = f"{item.id}{suffix}"
+                write_atomic(self.out_dir / name, data)
+                digests[name] = sha256_bytes(data)
+            self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
+            return None
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            self.timed("write", started)
+
+    def infer(self, batch: list[Prepared], pool: ThreadPoolExecutor, writes: deque) -> None:
+        started = time.perf_counter()
+        try:
+            outputs = self.engine.infer(np.stack([p.model_input for p in batch]))
+        except RegenrtError as exc:
+            for p in batch:
+                self.fail(p.item.id, "infer", str(exc))
+            return
+        finally:
+            self.timed("infer", started)
+        for p, out in zip(batch, outputs):
+            writes.append((p.item.id, pool.submit(self.write, p, out)))
+
+    def drain_writes(self, writes: deque, keep: int) -> None:
+        while len(writes) > keep:
+            item_id, future = writes.popleft()
+            error = future.result()
+            if error:
+                self.fail(item_id, "write", error)
+            else:
+                self.summary.done += 1
+                self.progress.update(1)
+
+    def run(self, items: list[Item]) -> Summary:
+        opts, prefetch = self.options, max(2, self.options.batch_size * 2)
+        groups: dict[tuple, list[Prepared]] = {}
+        decodes: deque[Future] = deque()
+        writes: deque = deque()
+        pending = iter(items)
+        with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+            try:
+                for item in pending:
+                    decodes.append(pool.submit(self.decode, item))
+                    if len(decodes) >= prefetch:
+                        self._take(decodes.popleft().result(), groups, pool, writes)
+                    self.drain_writes(writes, prefetch)
+                while decodes:
+                    self._take(decodes.popleft().result(), groups, pool, writes)
+                for shape in list(groups):
+                    self.infer(groups.pop(shape), pool, writes)
+                self.drain_writes(writes, 0)
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+                for future in decodes:
+                    future.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)  # writes in flight finish; each is atomic
+                self._count_finished(writes)
+        return self.summary
+
+    def _count_finished(self, writes: deque) -> None:
+        for item_id, future in writes:
+            if future.done() and not future.cancelled() and future.result() is None:
+                self.summary.done += 1
+
+    def _take(self, decoded, groups, pool, writes) -> None:
+        item, prepared, error, status = decoded
+        if status == "skip":
+            self.summary.skipped += 1
+            self.progress.update(1)
+        elif status == "error":
+            self.fail(item.id, "decode", error)
+        else:
+            group = groups.setdefault(prepared.model_input.shape, [])
+            group.append(prepared)
+            if len(group) == self.options.batch_size:
+                self.infer(groups.pop(prepared.model_input.shape), pool, writes)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | None = None,
+                  progress: bool = False) -> Summary:
+    """Run ``engine`` over ``input_dir`` into ``output_dir`` (see module docstring); returns the summary."""
+    options = options or RunOptions()
+    in_dir, out_dir = Path(input_dir), Path(output_dir)
+    runtime = get_runtime(engine.task)
+    runtime.check_options(options)
+    items = runtime.items(in_dir, options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out_dir):
+        bar = _progress_bar(len(items)) if progress else _NoProgress()
+        run = _Run(engine, in_dir, out_dir, options, bar)
+        run.summary.total = len(items)
+        started = time.perf_counter()
+        try:
+            summary = run.run(items)
+        finally:
+            run.manifest.close()
+            bar.close()
+        summary.wall_s = time.perf_counter() - started
+        _write_errors(out_dir, summary)
+        if options.submission and engine.task == "inpainting":
+            _write_submission(options.submission, items, run.manifest, out_dir)
+    return summary
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="item", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def _write_errors(out_dir: Path, summary: Summary) -> None:
+    path = out_dir / ERRORS_NAME
+    if not summary.errors:
+        path.unlink(missing_ok=True)
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["item", "stage", "reason"])
+    writer.writerows(sorted(summary.errors))
+    write_atomic(path, buf.getvalue().encode())
+
+
+def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir: Path) -> None:
+    """``id,value`` rows of every completed boxes item, read back from the written PNGs (so resumes agree)."""
+    from .io import decode_image
+    from .tasks.inpainting import submission_rows
+
+    buf = io.StringIO()
+    buf.write("id,value\n")
+    for item in items:
+        entry = manifest.entries.get(item.id)
+        if item.error or not entry or "boxes" not in item.extra:
+            continue
+        picture = decode_image(out_dir / f"{item.id}.png")
+        for key, value in submission_rows(item.sources[0].name, picture, item.extra["boxes"]):
+            buf.write(f"{key},{value}\n")
+    write_atomic(Path(path), buf.getvalue().encode())

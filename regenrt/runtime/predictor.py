@@ -1,0 +1,56 @@
+"""In-memory use of an engine with its task's pre/post-processing, for production pipelines.
+
+Example::
+
+    engine = Engine.load("engine/model.onnx")
+    predictor = Predictor(engine)
+    out = predictor.predict(picture=rgb_uint8, mask=hole_mask)      # {".png": HxWx3 uint8}
+    outs = predictor.predict_many([{"phase": p} for p in phases])    # batched
+
+A Predictor is safe to call from several threads: it holds no per-call state and the engine is thread-safe.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine import Engine
+from .tasks import Item, RunOptions, get_runtime
+
+
+class Predictor:
+    def __init__(self, engine: Engine, options: RunOptions | None = None):
+        self.engine = engine
+        self.options = options or RunOptions()
+        self.runtime = get_runtime(engine.task)
+        if engine.task != "inpainting":  # the inpainting checks are about --masks/--boxes, directory mode only
+            self.runtime.check_options(self.options)
+
+    def predict(self, **data: Any) -> dict[str, np.ndarray]:
+        """One item given as arrays (phase-recovery: ``phase``; inpainting: ``picture``, ``mask``;
+        segmentation: ``picture``) -> its outputs by suffix, as arrays."""
+        return self.predict_many([data])[0]
+
+    def predict_many(self, items: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+        """Several items; same-shaped ones run together in batches of ``options.batch_size``."""
+        prepared = [self.runtime.prepare(data, self.engine, self.options) for data in items]
+        results: list[dict[str, np.ndarray] | None] = [None] * len(prepared)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, p in enumerate(prepared):
+            by_shape.setdefault(p.model_input.shape, []).append(i)
+        size = max(1, self.options.batch_size)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), size):
+                chunk = indices[start:start + size]
+                outputs = self.engine.infer(np.stack([prepared[i].model_input for i in chunk]))
+                for i, out in zip(chunk, outputs):
+                    results[i] = self.runtime.finish(prepared[i], out, self.options)
+        return results  # type: ignore[return-value]
+
+    def predict_file(self, path: str | Path, mask: str | Path | None = None) -> dict[str, np.ndarray]:
+        """One item from files (inpainting takes the mask path too)."""
+        sources = (Path(path),) + ((Path(mask),) if mask is not None else ())
+        data = self.runtime.decode(Item(Path(path).stem, sources), self.options)
+        return self.predict(**data)

@@ -1,0 +1,124 @@
+"""The runtime side of a task: find items in a directory, decode + preprocess them, turn outputs into files.
+
+Each task registers a :class:`TaskRuntime`; the pipeline and the Python API only talk to this interface, and the
+per-pixel math goes through the kernel set in ``options.kernels`` (NumPy reference or a faster one).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ...errors import InputError, RegenrtError
+from ...kernels import KernelSet, get_kernels
+from ...tasks.base import IMAGE_SUFFIXES
+
+
+@dataclass
+class RunOptions:
+    """Everything a task needs to know besides the engine (all have working defaults)."""
+
+    batch_size: int = 8
+    workers: int = 2
+    kernels: KernelSet = field(default_factory=get_kernels)
+    max_pixels: int = 64_000_000
+    # phase-recovery
+    from_image: bool = False
+    output_range: tuple[float, float] = (0.0, 1.0)
+    bit_depth: int = 8
+    save_npy: bool = False
+    # inpainting
+    masks: Path | None = None
+    boxes: Path | None = None
+    feather: int = 0
+    soft_mask: bool = False
+    submission: Path | None = None
+
+    def key(self) -> str:
+        """The options that change output bytes; a completed item is redone when they change."""
+        return repr((self.kernels.name, self.from_image, self.output_range, self.bit_depth, self.save_npy,
+                     self.feather, self.soft_mask))
+
+
+@dataclass
+class Item:
+    id: str                       # relative path without suffix: names outputs and manifest entries
+    sources: tuple[Path, ...]     # files whose bytes define the item (hashed into the manifest)
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None      # set when the item is known bad before decoding (e.g. missing mask)
+
+
+@dataclass
+class Prepared:
+    item: Item | None
+    model_input: np.ndarray       # CxHxW float32
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskRuntime:
+    name: str
+    items: Callable[[Path, RunOptions], list[Item]]
+    # decoded data (dict of arrays, as the Python API takes them) -> Prepared; validates.
+    prepare: Callable[[dict[str, Any], Any, RunOptions], Prepared]
+    decode: Callable[[Item, RunOptions], dict[str, Any]]
+    # (Prepared, CxHxW output, options) -> {suffix: array}; suffix ".png"/".npy" picks the encoding.
+    finish: Callable[[Prepared, np.ndarray, RunOptions], dict[str, np.ndarray]]
+    check_options: Callable[[RunOptions], None] = lambda options: None
+
+
+_RUNTIMES: dict[str, TaskRuntime] = {}
+
+
+def register_runtime(runtime: TaskRuntime) -> TaskRuntime:
+    _RUNTIMES[runtime.name] = runtime
+    return runtime
+
+
+def get_runtime(name: str) -> TaskRuntime:
+    if name not in _RUNTIMES:
+        close = difflib.get_close_matches(name, _RUNTIMES, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise RegenrtError(f"no runtime for task {name!r}.{hint} Known: {', '.join(sorted(_RUNTIMES))}.")
+    return _RUNTIMES[name]
+
+
+def list_files(directory: Path, suffixes: tuple[str, ...], exclude: Callable[[Path], bool] = lambda p: False
+               ) -> list[tuple[str, Path]]:
+    """(id, path) of files under ``directory`` with one of ``suffixes``, sorted; hidden files skipped."""
+    if not directory.is_dir():
+        raise RegenrtError(f"input directory {str(directory)!r} does not exist or is not a directory.")
+    found = []
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in suffixes and not exclude(path):
+            found.append((rel.with_suffix("").as_posix(), path))
+    return found
+
+
+def unique_items(pairs: list[tuple[str, Path]], make: Callable[[str, Path], Item]) -> list[Item]:
+    """Items from (id, path) pairs; a second file with the same id (a.png beside a.jpg) becomes an error item."""
+    seen: dict[str, Path] = {}
+    items = []
+    for item_id, path in pairs:
+        if item_id in seen:
+            items.append(Item(f"{item_id}{path.suffix}", (path,),
+                              error=f"same name as {seen[item_id].name}; outputs would collide — rename one"))
+            continue
+        seen[item_id] = path
+        items.append(make(item_id, path))
+    return items
+
+
+def picture_suffixes() -> tuple[str, ...]:
+    return IMAGE_SUFFIXES
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)

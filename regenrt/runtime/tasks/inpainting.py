@@ -1,0 +1,131 @@
+"""inpainting at run time: picture + mask -> holes filled per the model's convention -> engine -> compositing.
+
+Masks: white/nonzero = hole. With ``--masks DIR`` the mask of ``<stem>.<ext>`` is ``DIR/<stem>_mask.<any picture
+ext>``, else ``DIR/<stem>.<any picture ext>``; masks must be binary (0 and one other value) unless ``--soft-mask``.
+With ``--boxes CSV`` (header ``file,x,y,width,height``; one row per box, boxes numbered per file in row order)
+the holes are those rectangles. Known pixels are copied bit-exact; generated pixels land only inside holes.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError
+from ..io import as_channels, decode_image
+from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
+                   require, unique_items)
+
+BOX_COLUMNS = ("file", "x", "y", "width", "height")
+
+
+def read_boxes(path: Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Boxes CSV -> {file name: [(x, y, width, height), ...]} in row order."""
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in BOX_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path.name}: missing column(s) {missing}; expected header {','.join(BOX_COLUMNS)}.")
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = tuple(int(row[c]) for c in BOX_COLUMNS[1:])
+            except (TypeError, ValueError):
+                raise InputError(f"{path.name} line {line}: x, y, width and height must be integers.") from None
+            if box[2] <= 0 or box[3] <= 0 or box[0] < 0 or box[1] < 0:
+                raise InputError(f"{path.name} line {line}: box {box} must have x, y >= 0 and a positive size.")
+            boxes.setdefault(row["file"], []).append(box)  # type: ignore[arg-type]
+    return boxes
+
+
+def _mask_for(stem: str, masks: Path) -> Path | None:
+    for name in (f"{stem}_mask", stem):
+        for suffix in picture_suffixes():
+            for candidate in (masks / f"{name}{suffix}", masks / f"{name}{suffix.upper()}"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _items(directory: Path, options: RunOptions) -> list[Item]:
+    is_mask = (lambda p: p.stem.endswith("_mask")) if options.masks and options.masks.resolve() == directory.resolve() \
+        else (lambda p: False)
+    pairs = list_files(directory, picture_suffixes(), exclude=is_mask)
+    boxes = read_boxes(options.boxes) if options.boxes else {}
+
+    def make(item_id: str, path: Path) -> Item:
+        if options.boxes:
+            if path.name not in boxes:
+                return Item(item_id, (path,), error=f"no rows for {path.name} in {options.boxes.name}")
+            return Item(item_id, (path,), {"boxes": boxes[path.name]})
+        mask = _mask_for(Path(item_id).name, options.masks / Path(item_id).parent)
+        if mask is None:
+            return Item(item_id, (path,), error=f"no mask found for {path.name} in {options.masks} "
+                                                f"(looked for {Path(item_id).name}_mask.* and {Path(item_id).name}.*)")
+        return Item(item_id, (path, mask))
+
+    return unique_items(pairs, make)
+
+
+def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
+    picture = decode_image(item.sources[0], options.max_pixels)
+    if "boxes" in item.extra:
+        h, w = picture.shape[:2]
+        mask = np.zeros((h, w), np.uint8)
+        for x, y, bw, bh in item.extra["boxes"]:
+            require(x + bw <= w and y + bh <= h, f"box {(x, y, bw, bh)} lies outside the {w}x{h} picture.")
+            mask[y:y + bh, x:x + bw] = 255
+        return {"picture": picture, "mask": mask, "boxes": item.extra["boxes"]}
+    mask = decode_image(item.sources[1], options.max_pixels)
+    return {"picture": picture, "mask": mask}
+
+
+def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
+    picture = as_channels(np.asarray(data["picture"]), engine.channels)
+    mask = np.asarray(data["mask"])
+    if mask.ndim == 3:
+        require(mask.shape[2] == 1 or bool((mask == mask[..., :1]).all()), "the mask must be grayscale.")
+        mask = mask[..., 0]
+    require(mask.dtype in (np.uint8, np.bool_), f"the mask must be 8-bit, got {mask.dtype}.")
+    mask = mask.astype(np.uint8) * (255 if mask.dtype == np.bool_ or mask.max() == 1 else 1)
+    require(mask.shape == picture.shape[:2],
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but the picture is {picture.shape[1]}x{picture.shape[0]}.")
+    values = np.unique(mask)
+    if not options.soft_mask:
+        require(len(values) <= 2 and values[0] == 0 or len(values) == 1,
+                f"the mask is not binary (values {values[:6].tolist()}…); pass --soft-mask to blend by its values.")
+        mask = np.where(mask != 0, 255, 0).astype(np.uint8)
+    out = np.empty((1, engine.channels, *picture.shape[:2]), np.float32)
+    options.kernels.holes_fill(picture, mask, out, 0, float(engine.metadata["input"].get("hole_fill", 0.0)))
+    engine.check_item(out[0])
+    return Prepared(None, out[0], {"picture": picture, "mask": mask, "boxes": data.get("boxes")})
+
+
+def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
+    ctx = prepared.context
+    result = options.kernels.composite(output, ctx["picture"], ctx["mask"], feather=options.feather,
+                                       value_range="pm1", soft=options.soft_mask)
+    return {".png": result}
+
+
+def _check(options: RunOptions) -> None:
+    if bool(options.masks) == bool(options.boxes):
+        raise InputError("inpainting needs exactly one of --masks DIR or --boxes CSV.")
+    if options.boxes and not options.boxes.is_file():
+        raise InputError(f"--boxes {str(options.boxes)!r} does not exist.")
+    if options.masks and not options.masks.is_dir():
+        raise InputError(f"--masks {str(options.masks)!r} is not a directory.")
+
+
+def submission_rows(name: str, picture: np.ndarray, boxes: list[tuple[int, int, int, int]]):
+    """``(<file stem>_<box>_<pixel>, value)`` rows; pixels count row-major over (y, x, channel) inside the box."""
+    stem = Path(name).stem
+    for b, (x, y, bw, bh) in enumerate(boxes):
+        values = picture[y:y + bh, x:x + bw].reshape(-1)
+        for p, v in enumerate(values):
+            yield f"{stem}_{b}_{p}", int(v)
+
+
+register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check))
