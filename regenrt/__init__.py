@@ -4,7 +4,7 @@ Heavy dependencies (torch, onnx, onnxruntime) are imported only when a function 
 """
 __version__ = "0.1.0"
 
-from .errors import (ArchitectureError, CheckpointError, ExportError, MissingDependencyError,  # noqa: E402
+from .errors import (ArchitectureError, BusyError, CheckpointError, ExportError, MissingDependencyError,  # noqa: E402
                      InputError, ParityError, RegenrtError, UnsafeCheckpointError)
 
 
@@ -15,5 +15,5 @@ def export(*args, **kwargs):
     return export_checkpoint(*args, **kwargs)
 
 
-__all__ = ["ArchitectureError", "CheckpointError", "ExportError", "InputError", "MissingDependencyError", "ParityError",
+__all__ = ["ArchitectureError", "BusyError", "CheckpointError", "ExportError", "InputError", "MissingDependencyError", "ParityError",
            "RegenrtError", "UnsafeCheckpointError", "__version__", "export"]

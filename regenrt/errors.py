@@ -55,6 +55,12 @@ class MissingDependencyError(RegenrtError):
     exit_code = 6
 
 
+class BusyError(RegenrtError):
+    """Another run holds the output directory."""
+
+    exit_code = 9
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error (please report it with the traceback from REGENRT_DEBUG=1)",
@@ -64,5 +70,7 @@ EXIT_CODES = {
     5: "export failed (ONNX export, FP16 conversion or onnx.checker)",
     6: "an optional dependency is missing (the message names the pip extra)",
     7: "an input or sample file is unusable (the message names the file and the fix)",
+    8: "partial: some items failed (run-infer; listed in OUTPUT/errors.csv)",
+    9: "the output directory is in use by another run",
     130: "interrupted (Ctrl-C); nothing was published under a final name",
 }

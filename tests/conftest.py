@@ -30,3 +30,38 @@ def deeplab_fixture(shared_fixtures):
 @pytest.fixture(scope="session")
 def pix2pix_fixture(shared_fixtures):
     return shared_fixtures / CHECKPOINTS[PIX2PIX], dict(np.load(shared_fixtures / f"{PIX2PIX}.npz"))
+
+
+@pytest.fixture(scope="session")
+def deeplab_engine_dir(deeplab_fixture, tmp_path_factory):
+    """The shared DeepLabV3+ checkpoint exported once per session (FP32 + FP16)."""
+    from regenrt.export.pipeline import export_checkpoint
+
+    out = tmp_path_factory.mktemp("deeplab_engine")
+    export_checkpoint(deeplab_fixture[0], out, parity_samples=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pix2pix_engine_dir(pix2pix_fixture, tmp_path_factory):
+    from regenrt.export.pipeline import export_checkpoint
+
+    out = tmp_path_factory.mktemp("pix2pix_engine")
+    export_checkpoint(pix2pix_fixture[0], out, parity_samples=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def segmentation_setup(tmp_path_factory):
+    """A small 4-class DeepLabV3+ (no author fixture exists for segmentation) and its exported engine."""
+    import torch
+
+    from regenrt.export.pipeline import export_checkpoint
+    from regenrt.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus_r18", in_channels=3, classes=4).eval()
+    root = tmp_path_factory.mktemp("seg")
+    torch.save(model.state_dict(), root / "seg.pt")
+    export_checkpoint(root / "seg.pt", root / "engine", parity_samples=1, input_shape="1x3x64x64")
+    return model, root / "engine"

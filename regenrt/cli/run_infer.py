@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "inpainting, segmentation) and the pre/post-processing come from the engine's metadata. "
                     "Outputs are written atomically; a re-run skips items already completed (by a manifest) and "
                     "redoes changed or corrupted ones; bad items are listed in OUTPUT/errors.csv.",
-        epilog=exit_codes_epilog() + f"\n  {PARTIAL:>3}  partial: some items failed (see OUTPUT/errors.csv)\n\n"
-               "outputs: phase-recovery <name>.png (+ <name>.npy); inpainting <name>.png; "
+        epilog=exit_codes_epilog() + "\n\noutputs: phase-recovery <name>.png (+ <name>.npy); inpainting <name>.png; "
                "segmentation <name>_label.png and <name>_overlay.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -26,18 +26,20 @@ def to_gray(picture: np.ndarray) -> np.ndarray:
 
 
 def fourier_phase(picture: np.ndarray) -> np.ndarray:
-    """Phase of the 2-D Fourier transform of a picture's luminance, float32 radians wrapped to [-pi, pi)."""
+    """Phase of the 2-D Fourier transform of a picture's luminance, float32 radians in [-pi, pi]."""
     phase = np.angle(np.fft.fft2(to_gray(picture)))
     return wrap_phase(phase).astype(np.float32)
 
 
 def wrap_phase(phase: np.ndarray) -> np.ndarray:
-    """Wrap radians to [-pi, pi)."""
-    return (np.asarray(phase) + np.pi) % (2 * np.pi) - np.pi
+    """Wrap radians into [-pi, pi]: values already inside pass unchanged (so np.angle's +pi stays +pi, as in
+    training data made with it); values outside are wrapped to [-pi, pi)."""
+    p = np.asarray(phase)
+    return np.where(np.abs(p) <= np.pi, p, (p + np.pi) % (2 * np.pi) - np.pi)
 
 
 def phase_to_input(phase: np.ndarray, channels: int = 1) -> np.ndarray:
-    """HxW radians (any range) -> CxHxW float32 phase / pi in [-1, 1), replicated over ``channels``."""
+    """HxW radians (any range) -> CxHxW float32 phase / pi in [-1, 1], replicated over ``channels``."""
     scaled = (wrap_phase(phase.astype(np.float64)) / np.pi).astype(np.float32)
     return np.repeat(scaled[None], channels, axis=0)
 

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import RegenrtError
+from ..errors import BusyError
 
 MANIFEST_NAME = ".regenrt-manifest.jsonl"
 LOCK_NAME = ".regenrt.lock"
@@ -47,7 +47,7 @@ class OutputLock:
             self.fh.seek(0)
             holder = self.fh.read().strip() or "another process"
             self.fh.close()
-            raise RegenrtError(f"another run-infer ({holder}) is writing to {self.path.parent}; wait for it or use "
+            raise BusyError(f"another run-infer ({holder}) is writing to {self.path.parent}; wait for it or use "
                                "another --output directory.") from None
         self.fh.seek(0)
         self.fh.truncate()
