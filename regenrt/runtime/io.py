@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -29,15 +30,17 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS):
         img = Image.open(path)
     except UnidentifiedImageError:
         raise InputError("not a picture PIL can decode (corrupt, or another kind of file with a picture's name).") from None
-    except Image.DecompressionBombError as exc:  # PIL's own limit, for sizes far beyond ours
-        raise InputError(f"the picture declares too many pixels: {exc}") from None
+    except Image.DecompressionBombError as exc:  # PIL's own limit fires first for sizes far beyond ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = found.group(1) if found else "too many"
+        raise InputError(f"the picture declares {count} pixels, over the limit of {max_pixels}.") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot open picture: {exc}") from None
     width, height = img.size
     if width * height > max_pixels:
         img.close()
-        raise InputError(f"the picture declares {width}x{height} pixels, over the limit of {max_pixels} "
-                         "(--max-pixels raises it).")
+        raise InputError(f"the picture declares {width}x{height} = {width * height} pixels, over the limit of "
+                         f"{max_pixels} (--max-pixels raises it).")
     return img
 
 

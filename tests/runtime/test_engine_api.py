@@ -1,0 +1,86 @@
+"""Engine and Predictor as a production pipeline uses them: metadata-driven, validated, thread-safe, loud."""
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnx
+import pytest
+
+from regenrt.errors import InputError, MissingDependencyError, RegenrtError
+from regenrt.runtime import Engine, Predictor, RunOptions
+from regenrt.tasks.synthetic import box_masks, synthetic_pictures
+
+
+def test_engine_reads_task_and_contract_from_metadata(deeplab_engine_dir):
+    engine = Engine.load(deeplab_engine_dir / "model.fp16.onnx", device="cpu")
+    assert engine.task == "phase-recovery" and engine.channels == 1 and engine.static_hw is None
+    assert engine.backend.name == "onnxruntime" and "fp16" in engine.describe()
+
+
+def test_input_validation_before_running(deeplab_engine_dir):
+    engine = Engine.load(deeplab_engine_dir / "model.onnx")
+    with pytest.raises(InputError, match="takes 1 channel"):
+        engine.infer(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(InputError, match="multiples of 16"):
+        engine.infer(np.zeros((1, 1, 64, 70), np.float32))
+    bad = np.zeros((2, 1, 64, 64), np.float32)
+    bad[1, 0, 0, 0] = np.inf
+    with pytest.raises(InputError, match="NaN or Inf"):
+        engine.infer(bad)
+    with pytest.raises(InputError, match="NxCxHxW"):
+        engine.infer(np.zeros((64, 64), np.float32))
+
+
+def test_unavailable_device_is_an_error_not_a_fallback(deeplab_engine_dir):
+    with pytest.raises(MissingDependencyError, match="device 'cuda' was requested.*regenrt\\[onnx-gpu\\]"):
+        Engine.load(deeplab_engine_dir / "model.onnx", device="cuda")
+
+
+def test_artefacts_without_metadata_or_unknown_kind_are_refused(tmp_path, deeplab_engine_dir):
+    model = onnx.load(str(deeplab_engine_dir / "model.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "bare.onnx"))
+    with pytest.raises(RegenrtError, match="no regenrt metadata; re-export it"):
+        Engine.load(tmp_path / "bare.onnx")
+    (tmp_path / "m.xyz").write_bytes(b"x")
+    with pytest.raises(RegenrtError, match="no backend opens 'm.xyz'"):
+        Engine.load(tmp_path / "m.xyz")
+
+
+def test_predictor_in_memory_from_threads(pix2pix_engine_dir):
+    predictor = Predictor(Engine.load(pix2pix_engine_dir / "model.onnx"), RunOptions(batch_size=2))
+    pics = synthetic_pictures(4, 256, 256, 3, seed=11)
+    masks, _ = box_masks(4, 256, 256, seed=12)
+    items = [{"picture": p, "mask": m} for p, m in zip(pics, masks)]
+    serial = predictor.predict_many(items)
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda d: predictor.predict(**d), items))
+    for a, b, pic, mask in zip(serial, threaded, pics, masks):
+        assert np.array_equal(a[".png"], b[".png"])
+        assert np.array_equal(a[".png"][mask == 0], pic[mask == 0])
+
+
+def test_predictor_rejects_bad_arrays(pix2pix_engine_dir):
+    predictor = Predictor(Engine.load(pix2pix_engine_dir / "model.onnx"))
+    pic = synthetic_pictures(1, 256, 256, 3)[0]
+    with pytest.raises(InputError, match="mask is 128x256"):
+        predictor.predict(picture=pic, mask=np.zeros((256, 128), np.uint8))
+    with pytest.raises(InputError, match="takes 256x256 inputs, got 128x128"):
+        predictor.predict(picture=pic[:128, :128], mask=np.zeros((128, 128), np.uint8))
+
+
+def test_max_pixels_guard(deeplab_engine_dir, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "p.png")
+    predictor = Predictor(Engine.load(deeplab_engine_dir / "model.onnx"), RunOptions(from_image=True, max_pixels=1000))
+    with pytest.raises(InputError, match="64x64 = 4096 pixels, over the limit of 1000"):
+        predictor.predict_file(tmp_path / "p.png")
+
+
+def test_doctor_lists_backends_and_missing_extras():
+    out = subprocess.run([sys.executable, "-m", "regenrt.cli.doctor"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "onnxruntime" in out.stdout and "backend onnxruntime (.onnx): devices ['cpu']" in out.stdout
+    assert "tensorrt" in out.stdout
