@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # regenrt's two set-up-and-run commands (each creates .venv and installs what it needs on first use):
-#   ./dev.sh demo [export-engine args]   make a demo checkpoint, export it, print the parity report
+#   ./dev.sh demo [regenrt-demo args]    demo checkpoint -> export-engine + parity report -> run-infer
 #   ./dev.sh test [pytest args]          run the test suite (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +22,7 @@ setup() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
-  demo) setup; exec "$venv/bin/export-engine" --demo "$@" ;;
+  demo) setup; exec "$venv/bin/regenrt-demo" "$@" ;;
   test) setup; exec "$py" -m pytest "$@" ;;
-  *) echo "usage: ./dev.sh demo [export-engine args] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
 esac

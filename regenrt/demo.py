@@ -39,3 +39,31 @@ def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
+
+
+def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int = 256, seed: int = 0) -> dict:
+    """Write ``n`` inputs for ``task`` under ``directory`` and return the run-infer options they need."""
+    import numpy as np
+    from PIL import Image
+
+    from .kernels.reference import fourier_phase
+    from .tasks.synthetic import box_masks, synthetic_pictures
+
+    directory = Path(directory)
+    inputs = directory / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    pictures = synthetic_pictures(n, size, size, 1 if task == "phase-recovery" else 3, seed=seed)
+    if task == "phase-recovery":
+        for i, pic in enumerate(pictures):
+            np.save(inputs / f"phase_{i:03d}.npy", fourier_phase(pic))
+        return {}
+    for i, pic in enumerate(pictures):
+        Image.fromarray(pic).save(inputs / f"picture_{i:03d}.png")
+    if task == "segmentation":
+        return {}
+    masks, _ = box_masks(n, size, size, seed=seed + 1)
+    mask_dir = directory / "masks"
+    mask_dir.mkdir(exist_ok=True)
+    for i, mask in enumerate(masks):
+        Image.fromarray(mask * 255).save(mask_dir / f"picture_{i:03d}_mask.png")
+    return {"masks": mask_dir}

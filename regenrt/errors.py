@@ -6,9 +6,9 @@ from __future__ import annotations
 
 
 class RegenrtError(Exception):
-    """Root of every error regenrt raises on purpose."""
+    """Root of every error regenrt raises on purpose; the base class covers usage problems (exit code 2)."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class CheckpointError(RegenrtError):
@@ -64,7 +64,7 @@ class BusyError(RegenrtError):
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error (please report it with the traceback from REGENRT_DEBUG=1)",
-    2: "usage error (bad command-line arguments)",
+    2: "usage error (bad arguments, a missing engine or directory, unknown names)",
     3: "checkpoint or architecture problem (unreadable, unsafe, unknown or ambiguous)",
     4: "parity gate failed: an artefact drifted from PyTorch and was not published",
     5: "export failed (ONNX export, FP16 conversion or onnx.checker)",
