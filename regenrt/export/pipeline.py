@@ -25,6 +25,7 @@ import onnx
 import torch
 
 from .. import __version__
+from ..hashing import sha256_file
 from ..errors import ArchitectureError, InputError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
@@ -172,7 +173,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
             "could be binary segmentation or dense regression; pass --task segmentation or --task phase-recovery."
         )
     task_obj = get_task(task_name)
-    in_contract, out_contract = task_obj.input_contract(config), task_obj.output_contract(config)
+    in_contract = task_obj.input_contract(config)
     multiple, dynamic_hw = loaded.arch.spatial_multiple(config), loaded.arch.dynamic_hw(config)
     if input_shape is None:
         shape = (1, in_contract["channels"], *loaded.arch.default_hw(config))
@@ -232,7 +233,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         fp16_graph, summary = convert_to_fp16(onnx.load(str(fp32_path)), batches)
         fp16_graph = check_model(fp16_graph, "the FP16 graph")
         embed_metadata(fp16_graph, {**base, "precision": "fp16", "fp16": summary,
-                                    "derived_from_sha256": _sha(fp32_path)})
+                                    "derived_from_sha256": sha256_file(fp32_path)})
         paths["fp16"] = work / ARTEFACT_NAMES["fp16"]
         onnx.save(fp16_graph, str(paths["fp16"]))
 
@@ -277,12 +278,6 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
             f"argmax {w.get('argmax_agreement', float('nan')):.2%}); rejected {', '.join(report['rejected'])} "
             f"— not published. Report: {out_dir / REPORT_NAME}", report) from None
     return result
-
-
-def _sha(path: Path) -> str:
-    from ..models.checkpoint import sha256_file
-
-    return sha256_file(path)
 
 
 def _finite(value):

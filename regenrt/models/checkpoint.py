@@ -12,7 +12,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
 import re
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from ..hashing import sha256_file
 
 # Keys under which training scripts keep the weights, most specific first (pix2pix's own files are plain).
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "net_G", "netG", "generator", "model",
@@ -40,14 +40,6 @@ class Checkpoint:
     wrapper_key: str | None = None
     stripped_prefixes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_path(path: Path) -> None:

@@ -8,28 +8,16 @@ still match, so a corrupted or deleted output, a changed input, engine or option
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import threading
 from pathlib import Path
 
 from ..errors import BusyError
+from ..hashing import sha256_bytes, sha256_file
 
 MANIFEST_NAME = ".regenrt-manifest.jsonl"
 LOCK_NAME = ".regenrt.lock"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OutputLock:
@@ -81,7 +69,7 @@ class Manifest:
             return False
         for name, digest in entry.get("outputs", {}).items():
             path = out_dir / name
-            if not path.is_file() or sha256_path(path) != digest:
+            if not path.is_file() or sha256_file(path) != digest:
                 return False
         return True
 
@@ -106,4 +94,4 @@ class Manifest:
 
 
 def sources_sha(paths: tuple[Path, ...]) -> str:
-    return sha256_bytes("".join(sha256_path(p) for p in paths).encode())
+    return sha256_bytes("".join(sha256_file(p) for p in paths).encode())

@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import InputError, RegenrtError
 from .engine import Engine
 from .io import encode_npy, encode_png, write_atomic
-from .manifest import Manifest, OutputLock, sha256_bytes, sha256_path, sources_sha
+from ..hashing import sha256_bytes, sha256_file
+from .manifest import Manifest, OutputLock, sources_sha
 from .tasks import Item, Prepared, RunOptions, get_runtime
 
 ERRORS_NAME = "errors.csv"
@@ -67,7 +68,7 @@ class _Run:
         self.runtime = get_runtime(engine.task)
         self.summary = Summary()
         self.manifest = Manifest(out_dir)
-        self.engine_sha = sha256_path(engine.path)
+        self.engine_sha = sha256_file(engine.path)
         self.options_key = options.key()
         self.progress = progress
         self._stage_lock = threading.Lock()

@@ -15,7 +15,7 @@ from PIL import Image
 from regenrt.runtime.manifest import MANIFEST_NAME, OutputLock
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
-from .helpers import errors_csv, read_png, run_infer, save_png
+from .helpers import errors_csv, run_infer, save_png
 
 
 def _huge_png_header(width=50_000, height=50_000) -> bytes:
