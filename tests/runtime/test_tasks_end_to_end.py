@@ -105,3 +105,21 @@ def test_segmentation_labels_and_overlay(segmentation_setup, tmp_path):
             logits = model(torch.from_numpy(normalize_rgb(pic)[None])).numpy()[0]
         assert (labels == logits.argmax(0)).mean() > 0.999
         assert read_png(tmp_path / "out" / "sub" / f"s{i}_overlay.png").shape == (64, 96, 3)
+
+
+def test_phase_16bit_png_and_tiff_encodings_match_npy(deeplab_engine_dir, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 65536, (64, 64)).astype(np.uint16)
+    phase = codes.astype(np.float64) / 65535.0 * 2 * np.pi - np.pi  # the documented decoding
+    (tmp_path / "in").mkdir()
+    Image.fromarray(codes).save(tmp_path / "in" / "enc16.png")
+    Image.fromarray(codes).save(tmp_path / "in" / "enc16t.tif")
+    np.save(tmp_path / "in" / "ref.npy", phase.astype(np.float32))
+    result = run_infer("--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in", "--output",
+                       tmp_path / "out", "--save-npy", "-q")
+    assert result.returncode == 0, result.stderr
+    ref = np.load(tmp_path / "out" / "ref.npy")
+    for name in ("enc16", "enc16t"):
+        assert np.abs(np.load(tmp_path / "out" / f"{name}.npy") - ref).max() <= 1e-4
