@@ -27,6 +27,8 @@ class KernelSet:
 
 
 _KERNELS: dict[str, KernelSet] = {}
+# Sets whose module is imported (and registers itself) only when first asked for: numba is heavy.
+_LAZY = {"numba": "regenrt.kernels.numba_cpu"}
 
 
 def register_kernels(kernels: KernelSet) -> KernelSet:
@@ -35,10 +37,14 @@ def register_kernels(kernels: KernelSet) -> KernelSet:
 
 
 def get_kernels(name: str = "numpy") -> KernelSet:
+    if name not in _KERNELS and name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[name])
     if name not in _KERNELS:
         from ..errors import RegenrtError
 
-        raise RegenrtError(f"unknown kernel set {name!r}; available: {', '.join(sorted(_KERNELS))}.")
+        raise RegenrtError(f"unknown kernel set {name!r}; available: {', '.join(sorted(set(_KERNELS) | set(_LAZY)))}.")
     return _KERNELS[name]
 
 

@@ -62,12 +62,14 @@ def normalize_rgb(picture: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> 
 
 def phase_normalize(phase: np.ndarray, out: np.ndarray, index: int, *, scale: str = "pm1",
                     fftshift: bool = False, mean: float | None = None, std: float | None = None) -> None:
-    """Raw phase (HxW radians, any range) -> ``out[index]`` (C planes, replicated).
+    """Raw phase (HxW radians, any range, or a complex spectrum) -> ``out[index]`` (C planes, replicated).
 
     ``scale="pm1"``: phase / pi in [-1, 1); ``"01"``: (phase + pi) / (2 pi) in [0, 1). Then ``(v - mean) / std``
     when given. ``fftshift`` moves the zero frequency to the centre first.
     """
     p = np.fft.fftshift(phase) if fftshift else np.asarray(phase)
+    if np.iscomplexobj(p):  # a complex spectrum: its angle is the phase
+        p = np.angle(p.astype(np.complex128))
     v = wrap_phase(p.astype(np.float64)) / np.pi
     if scale == "01":
         v = (v + 1.0) / 2.0

@@ -123,3 +123,22 @@ def test_phase_16bit_png_and_tiff_encodings_match_npy(deeplab_engine_dir, tmp_pa
     ref = np.load(tmp_path / "out" / "ref.npy")
     for name in ("enc16", "enc16t"):
         assert np.abs(np.load(tmp_path / "out" / f"{name}.npy") - ref).max() <= 1e-4
+
+
+def test_numba_kernels_switch_in_without_changing_outputs(pix2pix_engine_dir, segmentation_setup, tmp_path):
+    _inpainting_inputs(tmp_path)
+    _, seg_engine = segmentation_setup
+    for pic_i, pic in enumerate(synthetic_pictures(2, 64, 64, 3, seed=9)):
+        save_png(tmp_path / "seg_in" / f"s{pic_i}.png", pic)
+    runs = {
+        "inpaint": ("--engine", pix2pix_engine_dir / "model.onnx", "--input", tmp_path / "in", "--masks",
+                    tmp_path / "masks", "--feather", "2"),
+        "seg": ("--engine", seg_engine / "model.onnx", "--input", tmp_path / "seg_in"),
+    }
+    for name, args in runs.items():
+        for kernels in ("numpy", "numba"):
+            result = run_infer(*args, "--output", tmp_path / f"{name}_{kernels}", "--kernels", kernels, "-q")
+            assert result.returncode == 0, result.stderr
+        a = {p.name: p.read_bytes() for p in (tmp_path / f"{name}_numpy").glob("*.png")}
+        b = {p.name: p.read_bytes() for p in (tmp_path / f"{name}_numba").glob("*.png")}
+        assert a and a == b
