@@ -4,6 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# CUDA kernels run in numba's simulator unless a real GPU run is asked for (REGENRT_REAL_CUDA=1). This must be
+# set before numba is first imported.
+if not os.environ.get("REGENRT_REAL_CUDA"):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import numpy as np
 import pytest
 

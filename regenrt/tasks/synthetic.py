@@ -39,7 +39,7 @@ def synthetic_picture(rng: np.random.Generator, h: int, w: int, channels: int = 
             inside = (np.abs(yy_ - cy) <= ry) & (np.abs(xx_ - cx) <= rx)
         colour = rng.uniform(0, 1, channels)[:, None]
         pic[:, inside] = 0.3 * pic[:, inside] + 0.7 * colour
-    out = np.clip(pic.transpose(1, 2, 0) * 255.0, 0, 255).round().astype(np.uint8)
+    out = np.ascontiguousarray(np.clip(pic.transpose(1, 2, 0) * 255.0, 0, 255).round().astype(np.uint8))
     return out
 
 

@@ -1,0 +1,187 @@
+"""numba CUDA kernels: private ``@cuda.jit`` kernels and public launchers.
+
+A launcher validates on the host (shapes, dtypes, that every array lives on the device), computes the grid and
+launches on an explicit stream. Arrays may come from numba, CuPy or torch — anything with
+``__cuda_array_interface__``; host arrays are rejected, never copied behind the caller's back. The math is the
+reference's (:mod:`regenrt.kernels.reference`); CI runs these kernels under ``NUMBA_ENABLE_CUDASIM=1``.
+
+Example::
+
+    stream = cuda.stream()
+    phase_normalize(d_phase, d_batch, 3, stream=stream)     # writes d_batch[3] on the GPU
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InputError, MissingDependencyError
+
+try:
+    from numba import cuda
+except ImportError:  # pragma: no cover - exercised only without numba
+    raise MissingDependencyError("CUDA kernels need `pip install regenrt[cuda]` (numba with CUDA support).") from None
+
+PI = math.pi
+BLOCK = (16, 16)
+
+
+def _is_device(arr) -> bool:
+    if isinstance(arr, np.ndarray):
+        return False
+    if hasattr(cuda, "is_cuda_array"):
+        return cuda.is_cuda_array(arr)
+    return type(arr).__name__ == "FakeCUDAArray"  # numba's simulator has no __cuda_array_interface__
+
+
+def _device(name: str, arr):
+    if not _is_device(arr):
+        raise InputError(f"{name} must be a device array (numba, CuPy or torch CUDA); got {type(arr).__name__}. "
+                         "Copy it to the GPU first: these kernels never move data implicitly.")
+    if hasattr(cuda, "as_cuda_array") and not cuda.devicearray.is_cuda_ndarray(arr):
+        return cuda.as_cuda_array(arr)  # CuPy arrays, torch CUDA tensors: a zero-copy view
+    return arr
+
+
+def _grid(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    return ((h + BLOCK[0] - 1) // BLOCK[0], (w + BLOCK[1] - 1) // BLOCK[1]), BLOCK
+
+
+def _stream(stream):
+    return 0 if stream is None else stream  # 0: the default stream
+
+
+@cuda.jit(device=True)
+def _scaled(p, to01, mean, inv_std):
+    if abs(p) > PI:
+        p = (p + PI) % (2 * PI) - PI
+    r = p / PI
+    if to01:
+        r = (r + 1.0) / 2.0
+    return (r - mean) * inv_std
+
+
+@cuda.jit
+def _phase_kernel(phase, out, index, shift, to01, mean, inv_std):
+    y, x = cuda.grid(2)
+    h, w = out.shape[2], out.shape[3]
+    if y >= h or x >= w:
+        return
+    sy = (y + h - h // 2) % h if shift else y
+    sx = (x + w - w // 2) % w if shift else x
+    r = _scaled(float(phase[sy, sx]), to01, mean, inv_std)
+    for c in range(out.shape[1]):
+        out[index, c, y, x] = r
+
+
+@cuda.jit
+def _planes_kernel(planes, out, index, shift, to01, mean, inv_std):
+    y, x = cuda.grid(2)
+    h, w = out.shape[2], out.shape[3]
+    if y >= h or x >= w:
+        return
+    sy = (y + h - h // 2) % h if shift else y
+    sx = (x + w - w // 2) % w if shift else x
+    r = _scaled(math.atan2(float(planes[1, sy, sx]), float(planes[0, sy, sx])), to01, mean, inv_std)
+    for c in range(out.shape[1]):
+        out[index, c, y, x] = r
+
+
+def phase_normalize(phase, out, index, *, scale="pm1", fftshift=False, mean=None, std=None, stream=None) -> None:
+    """Raw phase (HxW float) or a spectrum as real+imag planes (2xHxW float) -> ``out[index]`` on the device."""
+    phase, out = _device("phase", phase), _device("out", out)
+    if out.ndim != 4 or not 0 <= index < out.shape[0]:
+        raise InputError(f"out must be NCHW with index < N; got shape {out.shape} and index {index}.")
+    planes = phase.ndim == 3
+    if phase.shape[-2:] != out.shape[2:] or (planes and phase.shape[0] != 2) or phase.ndim not in (2, 3):
+        raise InputError(f"phase {phase.shape} must be HxW or 2xHxW (real, imag) matching out {out.shape}.")
+    kernel = _planes_kernel if planes else _phase_kernel
+    grid, block = _grid(out.shape[2], out.shape[3])
+    kernel[grid, block, _stream(stream)](phase, out, index, fftshift, scale == "01",
+                                         0.0 if mean is None else float(mean), 1.0 if std is None else 1.0 / float(std))
+
+
+@cuda.jit
+def _holes_kernel(picture, mask, out, index, fill):
+    y, x = cuda.grid(2)
+    if y >= picture.shape[0] or x >= picture.shape[1]:
+        return
+    hole = mask[y, x] != 0
+    for c in range(picture.shape[2]):
+        out[index, c, y, x] = fill if hole else np.float32(picture[y, x, c]) / np.float32(127.5) - np.float32(1.0)
+
+
+def holes_fill(picture, mask, out, index, fill=0.0, stream=None) -> None:
+    """HxWxC uint8 picture + HxW mask -> ``out[index]`` in [-1, 1], holes set to ``fill``, on the device."""
+    picture, mask, out = _device("picture", picture), _device("mask", mask), _device("out", out)
+    if mask.shape != picture.shape[:2] or out.shape[1:] != (picture.shape[2], *picture.shape[:2]):
+        raise InputError(f"picture {picture.shape}, mask {mask.shape} and out {out.shape} do not fit together.")
+    grid, block = _grid(*picture.shape[:2])
+    _holes_kernel[grid, block, _stream(stream)](picture, mask, out, index, np.float32(fill))
+
+
+@cuda.jit
+def _composite_kernel(generated, picture, mask, alpha, pm1, blend, result):
+    y, x = cuda.grid(2)
+    if y >= picture.shape[0] or x >= picture.shape[1]:
+        return
+    for c in range(picture.shape[2]):
+        if mask[y, x] == 0:
+            result[y, x, c] = picture[y, x, c]
+            continue
+        g = np.float32(generated[c, y, x])
+        s = (g + np.float32(1.0)) * np.float32(127.5) if pm1 else g * np.float32(255.0)
+        s = min(max(s, np.float32(0.0)), np.float32(255.0))
+        gen = np.float32(round(s))  # round() is half to even, as np.rint
+        if blend:
+            a = alpha[y, x]
+            gen = np.float32(round(a * gen + (np.float32(1.0) - a) * np.float32(picture[y, x, c])))
+        result[y, x, c] = np.uint8(gen)
+
+
+def composite(generated, picture, mask, result, *, alpha=None, value_range="pm1", stream=None) -> None:
+    """Generator output (CxHxW float, device) + picture + mask -> ``result`` (HxWxC uint8, device).
+
+    Known pixels are copied bit-exact. ``alpha`` (HxW float32 on the device, e.g. the reference's
+    ``feather_alpha`` or ``mask / 255`` for soft masks) blends inside holes; without it holes take the
+    generated value.
+    """
+    generated, picture = _device("generated", generated), _device("picture", picture)
+    mask, result = _device("mask", mask), _device("result", result)
+    if result.shape != picture.shape or mask.shape != picture.shape[:2] or generated.shape[1:] != picture.shape[:2]:
+        raise InputError(f"generated {generated.shape}, picture {picture.shape}, mask {mask.shape} and result "
+                         f"{result.shape} do not fit together.")
+    blend = alpha is not None
+    alpha = _device("alpha", alpha) if blend else cuda.device_array((1, 1), np.float32)
+    grid, block = _grid(*picture.shape[:2])
+    _composite_kernel[grid, block, _stream(stream)](generated, picture, mask, alpha, value_range == "pm1", blend,
+                                                    result)
+
+
+@cuda.jit
+def _argmax_kernel(logits, palette, labels, colours):
+    y, x = cuda.grid(2)
+    if y >= logits.shape[1] or x >= logits.shape[2]:
+        return
+    best = 0
+    if logits.shape[0] == 1:
+        best = 1 if logits[0, y, x] > 0 else 0
+    else:
+        top = logits[0, y, x]
+        for c in range(1, logits.shape[0]):
+            if logits[c, y, x] > top:
+                best, top = c, logits[c, y, x]
+    labels[y, x] = best
+    for k in range(3):
+        colours[y, x, k] = palette[best, k]
+
+
+def argmax_palette(logits, palette, labels, colours, stream=None) -> None:
+    """CxHxW logits -> labels (HxW uint8) and colours (HxWx3 uint8), all on the device."""
+    logits, palette = _device("logits", logits), _device("palette", palette)
+    labels, colours = _device("labels", labels), _device("colours", colours)
+    if labels.shape != logits.shape[1:] or colours.shape != (*logits.shape[1:], 3):
+        raise InputError(f"labels {labels.shape} / colours {colours.shape} do not fit logits {logits.shape}.")
+    grid, block = _grid(*logits.shape[1:])
+    _argmax_kernel[grid, block, _stream(stream)](logits, palette, labels, colours)
