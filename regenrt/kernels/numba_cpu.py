@@ -36,14 +36,19 @@ def _scaled(p, to01, mean, inv_std):
     return (r - mean) * inv_std
 
 
+@njit(cache=True, inline="always")
+def _source(i, n, shift):
+    """Index that np.fft.fftshift moves to position ``i`` (identity without shift)."""
+    return (i + n - n // 2) % n if shift else i
+
+
 @njit(parallel=True, cache=True)
 def _phase_kernel(phase, out, index, shift, to01, mean, inv_std):
     channels, h, w = out.shape[1], out.shape[2], out.shape[3]
     for y in prange(h):
-        sy = (np.int64(y) + h - h // 2) % h if shift else np.int64(y)
+        sy = _source(np.int64(y), h, shift)
         for x in range(w):
-            sx = (x + w - w // 2) % w if shift else x
-            r = _scaled(float(phase[sy, sx]), to01, mean, inv_std)
+            r = _scaled(float(phase[sy, _source(x, w, shift)]), to01, mean, inv_std)
             for c in range(channels):
                 out[index, c, y, x] = r
 
@@ -52,10 +57,9 @@ def _phase_kernel(phase, out, index, shift, to01, mean, inv_std):
 def _spectrum_kernel(spectrum, out, index, shift, to01, mean, inv_std):
     channels, h, w = out.shape[1], out.shape[2], out.shape[3]
     for y in prange(h):
-        sy = (np.int64(y) + h - h // 2) % h if shift else np.int64(y)
+        sy = _source(np.int64(y), h, shift)
         for x in range(w):
-            sx = (x + w - w // 2) % w if shift else x
-            v = spectrum[sy, sx]
+            v = spectrum[sy, _source(x, w, shift)]
             r = _scaled(math.atan2(float(v.imag), float(v.real)), to01, mean, inv_std)
             for c in range(channels):
                 out[index, c, y, x] = r

@@ -62,15 +62,19 @@ def _scaled(p, to01, mean, inv_std):
     return (r - mean) * inv_std
 
 
+@cuda.jit(device=True)
+def _source(i, n, shift):
+    """Index that np.fft.fftshift moves to position ``i`` (identity without shift)."""
+    return (i + n - n // 2) % n if shift else i
+
+
 @cuda.jit
 def _phase_kernel(phase, out, index, shift, to01, mean, inv_std):
     y, x = cuda.grid(2)
     h, w = out.shape[2], out.shape[3]
     if y >= h or x >= w:
         return
-    sy = (y + h - h // 2) % h if shift else y
-    sx = (x + w - w // 2) % w if shift else x
-    r = _scaled(float(phase[sy, sx]), to01, mean, inv_std)
+    r = _scaled(float(phase[_source(y, h, shift), _source(x, w, shift)]), to01, mean, inv_std)
     for c in range(out.shape[1]):
         out[index, c, y, x] = r
 
@@ -81,8 +85,7 @@ def _planes_kernel(planes, out, index, shift, to01, mean, inv_std):
     h, w = out.shape[2], out.shape[3]
     if y >= h or x >= w:
         return
-    sy = (y + h - h // 2) % h if shift else y
-    sx = (x + w - w // 2) % w if shift else x
+    sy, sx = _source(y, h, shift), _source(x, w, shift)
     r = _scaled(math.atan2(float(planes[1, sy, sx]), float(planes[0, sy, sx])), to01, mean, inv_std)
     for c in range(out.shape[1]):
         out[index, c, y, x] = r
