@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "explicit device is an error, never a silent fallback")
     parser.add_argument("--batch-size", type=int, default=8, help="items per inference call (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
-    parser.add_argument("--kernels", default="numpy", help="pre/post kernel set (default numpy)")
+    parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "numpy"],
+                        help="pre/post-processing kernel set: numba (parallel, compiled), numpy (the reference), "
+                             "auto = numba when installed, else numpy (default auto); outputs are identical")
     parser.add_argument("--max-pixels", type=int, default=64_000_000,
                         help="refuse pictures declaring more pixels than this (default 64000000)")
     phase = parser.add_argument_group("phase-recovery")

@@ -37,6 +37,14 @@ def register_kernels(kernels: KernelSet) -> KernelSet:
 
 
 def get_kernels(name: str = "numpy") -> KernelSet:
+    """The kernel set called ``name``; ``"auto"``: numba when it is installed, else the NumPy reference."""
+    if name == "auto":
+        from ..errors import MissingDependencyError
+
+        try:
+            return get_kernels("numba")
+        except MissingDependencyError:
+            return get_kernels("numpy")
     if name not in _KERNELS and name in _LAZY:
         import importlib
 
@@ -44,7 +52,7 @@ def get_kernels(name: str = "numpy") -> KernelSet:
     if name not in _KERNELS:
         from ..errors import RegenrtError
 
-        raise RegenrtError(f"unknown kernel set {name!r}; available: {', '.join(sorted(set(_KERNELS) | set(_LAZY)))}.")
+        raise RegenrtError(f"unknown kernel set {name!r}; available: auto, {', '.join(sorted(set(_KERNELS) | set(_LAZY)))}.")
     return _KERNELS[name]
 
 

@@ -113,18 +113,22 @@ def feather_alpha(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def composite(generated: np.ndarray, picture: np.ndarray, mask: np.ndarray, *, feather: int = 0,
-              value_range: str = "pm1", soft: bool = False) -> np.ndarray:
+              value_range: str = "pm1", soft: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Generator output (CxHxW float) + picture (HxWxC uint8) + mask (HxW) -> HxWxC uint8.
 
     Known pixels (mask == 0) are copied bit-exact; hole pixels take the generated value, blended with the
-    picture by the feather weight (or by ``mask / 255`` when ``soft``). Rounding: half to even.
+    picture by the feather weight (or by ``mask / 255`` when ``soft``). Rounding: half to even. ``out``: an
+    HxWxC uint8 array to write (and return) instead of a new one.
     """
     gen = to_uint8(generated, value_range)
-    alpha = (np.asarray(mask, np.float32) / 255.0) if soft else feather_alpha(mask, feather)
-    if not soft and feather <= 0:
-        return np.where((np.asarray(mask) != 0)[..., None], gen, picture)
-    blended = np.rint(alpha[..., None] * gen + (1.0 - alpha[..., None]) * picture).astype(np.uint8)
-    return np.where((np.asarray(mask) != 0)[..., None], blended, picture)
+    hole = (np.asarray(mask) != 0)[..., None]
+    if soft or feather > 0:
+        alpha = (np.asarray(mask, np.float32) / 255.0) if soft else feather_alpha(mask, feather)
+        gen = np.rint(alpha[..., None] * gen + (1.0 - alpha[..., None]) * picture).astype(np.uint8)
+    if out is None:
+        return np.where(hole, gen, picture)
+    np.copyto(out, np.where(hole, gen, picture))
+    return out
 
 
 def argmax_palette(logits: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,27 @@ def test_composite_exact(feather, soft, value_range):
     b = nb.composite(gen, pic, mask, feather=feather, soft=soft, value_range=value_range)
     assert np.array_equal(a, b)
     assert np.array_equal(b[mask == 0], pic[mask == 0])
+    for kernels in (ref, nb):  # into a caller's buffer: same bytes, that buffer returned
+        out = np.full_like(pic, 7)
+        assert kernels.composite(gen, pic, mask, feather=feather, soft=soft, value_range=value_range, out=out) is out
+        assert np.array_equal(out, a)
+
+
+def test_composite_rejects_unfit_out():
+    pic = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="out must be"):
+        nb.composite(np.zeros((3, 8, 8), np.float32), pic, np.zeros((8, 8), np.uint8), out=np.zeros((8, 8, 4), np.uint8))
+
+
+def test_phase_normalize_in_range_rows_and_outliers():
+    """Rows entirely inside [-pi, pi] take the vectorized path; a row with one outlier is redone exactly."""
+    phase = rng.uniform(-np.pi, np.pi, (16, 40)).astype(np.float32)
+    phase[5, 7], phase[9, 0], phase[9, 39] = 7.5, np.pi, -np.pi
+    expected, got = np.zeros((1, 1, 16, 40), np.float32), np.zeros((1, 1, 16, 40), np.float32)
+    for shift in (False, True):
+        ref.phase_normalize(phase, expected, 0, fftshift=shift)
+        nb.phase_normalize(phase, got, 0, fftshift=shift)
+        assert np.abs(got - expected).max() <= 1e-6
 
 
 @pytest.mark.parametrize("classes", [1, 5])

@@ -23,7 +23,7 @@ class RunOptions:
 
     batch_size: int = 8
     workers: int = 2
-    kernels: KernelSet = field(default_factory=get_kernels)
+    kernels: KernelSet = field(default_factory=lambda: get_kernels("auto"))
     max_pixels: int = 64_000_000
     # phase-recovery
     from_image: bool = False
