@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "batch is always dynamic, H/W too for DeepLabV3+")
     export.add_argument("--precision", choices=["fp32", "fp16"], default="fp16",
                         help="fp16 (default): model.onnx and model.fp16.onnx; fp32: model.onnx only")
+    export.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "openvino"], default="auto",
+                        help="the engine recorded in engine.json for `run-infer --engine DIR`: auto = also convert to "
+                             "OpenVINO IR when OpenVINO is installed (BF16 inference where the CPU has BF16) and pick "
+                             "the fastest artefact that passed the parity gate, timed here at batch 1 (default auto)")
     export.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
                         help="torch ONNX exporter (default torchscript: ~10x faster on these CNNs)")
     gate = parser.add_argument_group("parity gate")
@@ -107,14 +111,19 @@ def _export(args: argparse.Namespace) -> int:
         input_shape=args.input_shape, precision=args.precision, mode=args.mode, samples=args.samples,
         trust_pickle=args.trust_pickle, state_key=args.state_key, exporter=args.exporter,
         tolerances=Tolerances(args.fp32_tol, args.min_psnr, args.min_argmax),
-        parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed, log=log,
+        parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed,
+        cpu_engine=args.cpu_engine, log=log,
     )
     if args.json:
         print(Path(result.output_dir, "parity.json").read_text())
     else:
         print(format_table(result.report["rows"]))
         print(f"\nparity gate passed; published to {result.output_dir}: "
-              + ", ".join(p.name for p in result.artefacts.values()) + ", parity.json")
+              + ", ".join(p.name for p in result.artefacts.values()) + ", parity.json, engine.json")
+        e = result.engine
+        print(f"engine: {e['engine']} ({e['backend']}, {e['precision']}, {e['chosen_by']}: "
+              + ", ".join(f"{k} {v:.1f} ms" for k, v in e["latency_ms"].items())
+              + f"); run it with `run-infer --engine {result.output_dir}`")
     return 0
 
 

@@ -35,9 +35,12 @@ from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, check_model, export_onnx
 from .parity import Tolerances, compare, format_table, judge
 
-ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "openvino": "model.openvino.xml"}
 REPORT_NAME = "parity.json"
+ENGINE_RECORD = "engine.json"
 PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp32", "fp16")}
+CPU_ENGINES = ("auto", "onnxruntime", "openvino")
+SELECTION_RUNS = 5
 
 
 @dataclass
@@ -59,6 +62,7 @@ class _Plan:
     parity_samples: int
     calibration_samples: int
     seed: int
+    cpu_engine: str
 
 
 @dataclass
@@ -69,6 +73,7 @@ class ExportResult:
     metadata: dict
     table: str = ""
     rejected: list[str] = field(default_factory=list)
+    engine: dict = field(default_factory=dict)  # what engine.json records: the engine run-infer DIR uses
 
 
 def parse_input_shape(text: str) -> tuple[int, int, int, int]:
@@ -153,15 +158,26 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                       mode: str = "eval", samples: str | os.PathLike | None = None, trust_pickle: bool = False,
                       state_key: str | None = None, exporter: str = "torchscript",
                       tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
-                      calibration_samples: int = 8, seed: int = 0,
+                      calibration_samples: int = 8, seed: int = 0, cpu_engine: str = "auto",
                       log: Callable[[str], None] | None = None) -> ExportResult:
-    """Export ``checkpoint`` to verified ONNX artefacts in ``output_dir`` (see module docstring)."""
+    """Export ``checkpoint`` to verified artefacts in ``output_dir`` (see module docstring).
+
+    ``cpu_engine``: ``auto`` also converts to OpenVINO when it is installed and records the fastest verified
+    artefact (measured here) in ``engine.json``; ``onnxruntime`` / ``openvino`` choose that kind.
+    """
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}.")
+    if cpu_engine not in CPU_ENGINES:
+        raise InputError(f"cpu_engine must be one of {CPU_ENGINES}, got {cpu_engine!r}.")
+    with_openvino = cpu_engine == "openvino" or (cpu_engine == "auto" and _have_openvino())
+    if cpu_engine == "openvino" and not _have_openvino():
+        from ..runtime.backends.openvino import import_openvino
+
+        import_openvino()  # raises with the install command
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
     precisions = PRECISIONS[precision]
-    steps = _Steps(3 + len(precisions), log)
+    steps = _Steps(4 + len(precisions) + with_openvino, log)
     steps(f"loading {checkpoint}")
     ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
     loaded = build_from_state_dict(ckpt.state_dict, arch, overrides)
@@ -188,12 +204,65 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     out_dir = Path(output_dir) if output_dir is not None else Path.cwd() / f"{Path(checkpoint).stem}_engine"
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = _Plan(ckpt, loaded, model, task_obj, shape, multiple, dynamic_hw, mode, exporter, precisions, samples,
-                 tolerances, parity_samples, calibration_samples, seed)
+                 tolerances, parity_samples, calibration_samples, seed,
+                 cpu_engine if cpu_engine != "auto" or with_openvino else "onnxruntime")
     work = Path(tempfile.mkdtemp(prefix=".regenrt-export-", dir=out_dir))
     try:
         return _export_in(work, out_dir, plan, steps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _have_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _files(path: Path) -> list[Path]:
+    """An artefact's files: an OpenVINO IR is its .xml and .bin."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def _select_engine(paths: dict[str, Path], precision_of: dict[str, str], x: np.ndarray, cpu_engine: str,
+                   log: Callable[[str], None] | None) -> dict:
+    """Time every verified artefact on ``x`` (median of SELECTION_RUNS after a warm-up) and pick the engine."""
+    from ..runtime.engine import backend_for
+
+    latency = {}
+    for kind, path in paths.items():
+        run = backend_for(path).open(path, "cpu")
+        run(x)
+        times = []
+        for _ in range(SELECTION_RUNS):
+            start = time.perf_counter()
+            run(x)
+            times.append(time.perf_counter() - start)
+        latency[kind] = float(np.median(times)) * 1e3
+        if log:
+            log(f"      {ARTEFACT_NAMES[kind]} ({precision_of[kind]}): {latency[kind]:.1f} ms")
+    wanted = [k for k in latency if (cpu_engine == "openvino") == (k == "openvino")] if cpu_engine != "auto" else list(latency)
+    if not wanted:
+        return {}
+    best = min(wanted, key=latency.get)
+    return {"engine": ARTEFACT_NAMES[best], "backend": "openvino" if best == "openvino" else "onnxruntime",
+            "precision": precision_of[best], "device": "cpu", "chosen_by": cpu_engine if cpu_engine != "auto"
+            else "fastest verified artefact, measured here", "latency_ms": {ARTEFACT_NAMES[k]: round(v, 3)
+            for k, v in latency.items()}, "measured_shape": list(x.shape), "cpu": _cpu_name()}
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _base_metadata(p: _Plan) -> dict:
@@ -237,39 +306,65 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         paths["fp16"] = work / ARTEFACT_NAMES["fp16"]
         onnx.save(fp16_graph, str(paths["fp16"]))
 
-    steps("parity gate: PyTorch FP32 vs every artefact (ONNX Runtime CPU)")
+    precision_of = {k: k for k in paths}
+    if p.cpu_engine in ("auto", "openvino"):
+        from ..runtime.backends.openvino import convert, cpu_precisions
+
+        precision_of["openvino"] = cpu_precisions()[0]
+        steps(f"converting to OpenVINO IR ({precision_of['openvino']} inference on this CPU)")
+        paths["openvino"] = convert(fp32_path, work / ARTEFACT_NAMES["openvino"],
+                                    {**base, "precision": precision_of["openvino"],
+                                     "derived_from_sha256": sha256_file(fp32_path)})
+
+    steps("parity gate: PyTorch FP32 vs every artefact")
+    from ..runtime.engine import backend_for
+
     cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
     with torch.no_grad():
         references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
     rows = []
-    for prec, path in paths.items():
-        runner = OnnxRuntimeRunner(path)
+    for kind, path in paths.items():
+        run = backend_for(path).open(path, "cpu")
+        prec = precision_of[kind]
         for (case, x), ref in zip(cases, references):
-            got = runner.infer({INPUT_NAME: x})["output"]
-            row = {"artefact": path.name, "precision": prec, "case": case, "output": "output", **compare(ref, got)}
+            row = {"artefact": path.name, "precision": prec, "case": case, "output": "output", **compare(ref, run(x))}
             row["passed"], row["criterion"], row["margin"] = judge(row, prec, task_obj.metric, p.tolerances)
             rows.append(row)
     worst = min(rows, key=lambda r: r["margin"])
     report = {"passed": all(r["passed"] for r in rows), "tolerances": p.tolerances.as_dict(),
               "metric": task_obj.metric, "rows": rows, "worst": worst, "checkpoint_sha256": p.ckpt.sha256}
+    failed = sorted({kind for kind, path in paths.items() if any(not r["passed"] for r in rows
+                                                                  if r["artefact"] == path.name)})
+
+    steps(f"choosing the engine ({'fastest verified' if p.cpu_engine == 'auto' else p.cpu_engine}, "
+          f"batch 1 {'x'.join(map(str, shape[1:]))})")
+    verified = {k: v for k, v in paths.items() if k not in failed}
+    engine = _select_engine(verified, precision_of, cases[1][1], p.cpu_engine, steps.log)
 
     steps("publishing artefacts")
-    failed = sorted({r["precision"] for r in rows if not r["passed"]})
     published = {}
-    for prec, path in paths.items():
+    for kind, path in paths.items():
         final = out_dir / path.name
-        if prec in failed:
-            final.unlink(missing_ok=True)  # a stale artefact from an earlier export must not survive a breach
-        else:
-            os.replace(path, final)
-            published[prec] = final
+        for src, dst in zip(_files(path), _files(final)):
+            if kind in failed:
+                dst.unlink(missing_ok=True)  # a stale artefact from an earlier export must not survive a breach
+            else:
+                os.replace(src, dst)
+        if kind not in failed:
+            published[kind] = final
     report["published"] = {k: p.name for k, p in published.items()}
-    report["rejected"] = [ARTEFACT_NAMES[p] for p in failed]
+    report["rejected"] = [ARTEFACT_NAMES[k] for k in failed]
+    report["engine"] = engine
     (work / REPORT_NAME).write_text(json.dumps(_finite(report), indent=2))
     os.replace(work / REPORT_NAME, out_dir / REPORT_NAME)
+    if engine:
+        (work / ENGINE_RECORD).write_text(json.dumps(engine, indent=2))
+        os.replace(work / ENGINE_RECORD, out_dir / ENGINE_RECORD)
+    else:
+        (out_dir / ENGINE_RECORD).unlink(missing_ok=True)
     table = format_table(rows)
     steps.finish()
-    result = ExportResult(out_dir, published, report, base, table, report["rejected"])
+    result = ExportResult(out_dir, published, report, base, table, report["rejected"], engine)
     if failed:
         w = worst
         raise ParityError(

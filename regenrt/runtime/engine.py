@@ -10,6 +10,7 @@ An Engine may be called from several threads at once: the ONNX Runtime session i
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,8 @@ class Engine:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "Engine":
-        path = Path(path)
+        """Load an artefact file, or an export directory (its ``engine.json`` names the engine export chose)."""
+        path = resolve_engine_path(Path(path))
         if not path.is_file():
             raise RegenrtError(f"engine {str(path)!r} does not exist or is not a file; build one with export-engine.")
         if device not in DEVICES:
@@ -128,6 +130,26 @@ class Engine:
                 f"backend={self.backend.name} device={self.device}")
 
 
+ENGINE_RECORD = "engine.json"
+
+
+def resolve_engine_path(path: Path) -> Path:
+    """A directory made by export-engine -> the artefact its ``engine.json`` records; a file -> itself."""
+    if not path.is_dir():
+        return path
+    record = path / ENGINE_RECORD
+    if not record.is_file():
+        raise RegenrtError(f"{str(path)!r} is a directory without {ENGINE_RECORD}; pass an artefact file "
+                           "(model.onnx, model.fp16.onnx, model.openvino.xml) or re-export with export-engine.")
+    try:
+        name = json.loads(record.read_text())["engine"]
+    except (ValueError, KeyError, TypeError):
+        raise RegenrtError(f"{record} is damaged (no 'engine' entry); re-export with export-engine.") from None
+    if Path(name).name != name:
+        raise RegenrtError(f"{record} names {name!r}, which is not a file of that directory.")
+    return path / name
+
+
 def _onnx_devices() -> list[str]:
     try:
         import onnxruntime
@@ -156,3 +178,26 @@ def _onnx_metadata(path: Path) -> dict:
 
 
 register_backend(Backend("onnxruntime", (".onnx",), _onnx_open, _onnx_devices, _onnx_metadata, "onnx-gpu"))
+
+
+def _openvino_devices() -> list[str]:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return []
+    return ["cpu"]
+
+
+def _openvino_open(path: Path, device: str):
+    from .backends.openvino import OpenVinoRunner
+
+    return OpenVinoRunner(path).infer
+
+
+def _openvino_metadata(path: Path) -> dict:
+    from .backends.openvino import read_metadata
+
+    return read_metadata(path)
+
+
+register_backend(Backend("openvino", (".xml",), _openvino_open, _openvino_devices, _openvino_metadata, "openvino"))

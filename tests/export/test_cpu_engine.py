@@ -1,0 +1,86 @@
+"""The fastest CPU engine: OpenVINO IR under the same parity gate, the choice timed and recorded in engine.json."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from regenrt.errors import ParityError, RegenrtError
+from regenrt.export.parity import Tolerances, compare
+from regenrt.export.pipeline import export_checkpoint
+from regenrt.models import create_model
+from regenrt.runtime import Engine
+from regenrt.runtime.backends.openvino import OpenVinoRunner, cpu_precisions
+
+OV_PRECISION = cpu_precisions()[0]  # bf16 where this CPU has it, else fp32
+
+
+@pytest.fixture(scope="module")
+def tiny_unet(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "unet.pth"
+    torch.save(create_model("unet_128", ngf=8).state_dict(), path)
+    return path
+
+
+def test_openvino_verified_and_fastest_recorded(deeplab_fixture, deeplab_engine_dir):
+    report = json.loads((deeplab_engine_dir / "parity.json").read_text())
+    ov_rows = [r for r in report["rows"] if r["artefact"] == "model.openvino.xml"]
+    assert ov_rows and all(r["passed"] and r["precision"] == OV_PRECISION for r in ov_rows)
+    record = json.loads((deeplab_engine_dir / "engine.json").read_text())
+    assert set(record["latency_ms"]) == {"model.onnx", "model.fp16.onnx", "model.openvino.xml"}
+    assert record["engine"] == min(record["latency_ms"], key=record["latency_ms"].get)
+    assert record == report["engine"]
+
+    engine = Engine.load(deeplab_engine_dir)  # the directory: engine.json decides
+    assert engine.path.name == record["engine"] and engine.backend.name == record["backend"]
+    _, ref = deeplab_fixture
+    ov = Engine.load(deeplab_engine_dir / "model.openvino.xml")
+    assert ov.backend.name == "openvino" and ov.task == "phase-recovery" and ov.metadata["precision"] == OV_PRECISION
+    got = ov.infer(ref["x"].astype(np.float32))
+    stats = compare(ref["y"], got)  # against the authors' outputs
+    assert stats["rel_max"] <= 1e-4 if OV_PRECISION == "fp32" else stats["psnr_db"] >= 40
+
+
+def test_cpu_engine_choice_can_be_forced(tiny_unet, tmp_path):
+    result = export_checkpoint(tiny_unet, tmp_path / "ort", cpu_engine="onnxruntime", parity_samples=1)
+    assert not list((tmp_path / "ort").glob("*.xml")) and result.engine["backend"] == "onnxruntime"
+    assert result.engine["engine"] in ("model.onnx", "model.fp16.onnx")
+    result = export_checkpoint(tiny_unet, tmp_path / "ov", cpu_engine="openvino", parity_samples=1)
+    assert result.engine["engine"] == "model.openvino.xml" and (tmp_path / "ov" / "model.openvino.bin").is_file()
+    assert json.loads((tmp_path / "ov" / "engine.json").read_text())["engine"] == "model.openvino.xml"
+
+
+def test_drifting_openvino_artefact_is_refused_and_stale_files_removed(tiny_unet, tmp_path):
+    for name in ("model.openvino.xml", "model.openvino.bin", "engine.json"):
+        (tmp_path / name).write_text("an older export")
+    tight = Tolerances(fp32_rel_max=1e-15, min_psnr_db=300.0)  # nothing but bit-exact passes
+    with pytest.raises(ParityError) as err:
+        export_checkpoint(tiny_unet, tmp_path, tolerances=tight, parity_samples=1)
+    assert "model.openvino.xml" in err.value.report["rejected"]
+    assert not (tmp_path / "model.openvino.xml").exists() and not (tmp_path / "model.openvino.bin").exists()
+    assert not (tmp_path / "engine.json").exists()  # nothing verified: no engine recorded
+
+
+def test_compiled_model_cache_is_reused(tiny_unet, tmp_path, monkeypatch):
+    monkeypatch.setenv("REGENRT_CACHE_DIR", str(tmp_path / "cache"))
+    export_checkpoint(tiny_unet, tmp_path / "e", cpu_engine="openvino", parity_samples=1)
+    blobs = sorted((tmp_path / "cache" / "openvino").iterdir())
+    assert blobs  # the export's compile left a cached blob
+    stamps = {p: p.stat().st_mtime_ns for p in blobs}
+    x = np.zeros((1, 3, 128, 128), np.float32)
+    OpenVinoRunner(tmp_path / "e" / "model.openvino.xml").infer(x)
+    assert sorted((tmp_path / "cache" / "openvino").iterdir()) == blobs  # loaded, not compiled again
+    assert {p: p.stat().st_mtime_ns for p in blobs} == stamps
+
+
+def test_engine_directory_and_ir_errors_say_what_to_do(tiny_unet, tmp_path):
+    with pytest.raises(RegenrtError, match="directory without engine.json; pass an artefact file"):
+        Engine.load(tmp_path)
+    (tmp_path / "engine.json").write_text("{not json")
+    with pytest.raises(RegenrtError, match="damaged"):
+        Engine.load(tmp_path)
+    export_checkpoint(tiny_unet, tmp_path / "e", cpu_engine="openvino", parity_samples=1, precision="fp32")
+    (tmp_path / "e" / "model.openvino.bin").unlink()
+    with pytest.raises(RegenrtError, match="no weights file model.openvino.bin"):
+        Engine.load(tmp_path / "e" / "model.openvino.xml")
