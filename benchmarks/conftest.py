@@ -1,25 +1,167 @@
-"""Benchmarks: pytest-benchmark tests that also assert parity. Run with `python -m pytest benchmarks`."""
-import platform
+"""Benchmark fixtures and reporting: machine info, the machine's measured peak, and a goals summary.
 
+Run the suite with ``pytest --benchmark`` (see the top-level conftest.py); results are saved as JSON under
+``.benchmarks/`` and the summary below is also written to ``.benchmarks/summary.md``.
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 
-def pytest_benchmark_update_machine_info(config, machine_info):
-    import numpy
-    import onnxruntime
+def _cpu_facts() -> dict:
+    facts = {"machine": platform.machine(), "cores": __import__("os").cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                facts["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                facts["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
+                break
+    except OSError:
+        pass
+    return facts
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for dist in ("regenrt", "torch", "onnx", "onnxruntime", "openvino", "numba", "numpy", "opencv-python-headless"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _gpu() -> str:
     import torch
 
-    machine_info["versions"] = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                                "numpy": numpy.__version__, "python": platform.python_version()}
-    try:
-        import cpuinfo
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 
-        flags = set(cpuinfo.get_cpu_info().get("flags", []))
-        machine_info["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info.update(_cpu_facts())
+    machine_info["gpu"] = _gpu()
+    machine_info["versions"] = _versions()
+    try:
+        import openvino
+
+        machine_info["openvino_cpu_capabilities"] = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except ImportError:
         pass
 
 
 @pytest.fixture(scope="session")
-def bench_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("bench")
+def exported(tmp_path_factory):
+    """key -> export directory, exported on first use (every artefact through the parity gate)."""
+    cache = {}
+
+    def get(key):
+        if key not in cache:
+            from .common import MODELS, export_model
+
+            cache[key] = export_model(MODELS[key], tmp_path_factory.mktemp(key))
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def machine_peak() -> dict:
+    """Measured matmul peak of this machine (GFLOP/s), fp32 and bf16, best of a few 2048³ products with torch."""
+    import torch
+
+    peak = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(2048, 2048, dtype=dtype)
+        b = torch.randn(2048, 2048, dtype=dtype)
+        torch.matmul(a, b)
+        best = min(_timed(torch.matmul, a, b) for _ in range(5))
+        peak[name] = 2 * 2048 ** 3 / best / 1e9
+    _PEAK.update(peak)
+    return peak
+
+
+_PEAK: dict = {}
+
+
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or config.option.benchmark_disable or not session.benchmarks:
+        return
+    lines = summary_lines(session.benchmarks)
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "regenrt benchmark summary")
+    for line in lines:
+        terminalreporter.write_line(line)
+    out = Path(str(config.rootpath)) / ".benchmarks" / "summary.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    terminalreporter.write_line(f"(also written to {out})")
+
+
+def _median_ms(bench) -> float:
+    return float(np.median(bench.stats.data)) * 1e3
+
+
+def summary_lines(benchmarks) -> list[str]:
+    facts, versions = _cpu_facts(), _versions()
+    lines = [f"Machine: {facts.get('cpu', '?')}, {facts.get('cores')} cores, flags {' '.join(facts.get('cpu_flags', []))}; "
+             f"GPU: {_gpu()}; {datetime.date.today().isoformat()}",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    if _PEAK:
+        lines.append("Measured matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in _PEAK.items()))
+    models = [b for b in benchmarks if b.extra_info.get("model") and b.stats]
+    if models:
+        lines += ["", "| model | batch×C×H×W | backend | precision | p50 ms | p90 ms | p99 ms | × eager | GFLOP/s | % peak | parity |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        eager = {b.group: _median_ms(b) for b in models if b.extra_info["backend"] == "torch-eager-fp32"}
+        for b in sorted(models, key=lambda b: (b.group, b.extra_info["backend"])):
+            e = b.extra_info
+            parity = e["parity"]
+            quality = (f"PSNR {parity['psnr_db']:.1f} dB" if e["precision"] != "fp32" else f"rel {parity['rel_max']:.1e}")
+            speedup = eager.get(b.group, float("nan")) / _median_ms(b)
+            n, c, h, w = e["shape"]
+            lines.append(f"| {e['model']} | {n}×{c}×{h}×{w} | {e['backend']} | {e['precision']} | {e.get('p50_ms', 0):.1f} | "
+                         f"{e.get('p90_ms', 0):.1f} | {e.get('p99_ms', 0):.1f} | {speedup:.2f} | {e.get('gflops', 0):.0f} | "
+                         f"{e.get('pct_of_peak') or 0:.0f} | {quality} |")
+    kernels = [b for b in benchmarks if b.extra_info.get("kernel") and b.stats]
+    if kernels:
+        lines += ["", "| kernel | batch×size | numba ms | copy ms | numba / copy (goal ≤ 2) | NumPy / numba (goal ≥ 5) | "
+                      "OpenCV ms | % of copy bandwidth |", "|---|---|---|---|---|---|---|---|"]
+        by_group: dict = {}
+        for b in kernels:
+            by_group.setdefault(b.group, {})[b.extra_info["impl"]] = _median_ms(b)
+        for group in sorted(by_group):
+            t = by_group[group]
+            if "numba" not in t or "copy" not in t:
+                continue
+            _, kernel, shape = group.split(" ")
+            lines.append(f"| {kernel} | {shape} | {t['numba']:.2f} | {t['copy']:.2f} | {t['numba'] / t['copy']:.2f} | "
+                         f"{t.get('numpy', float('nan')) / t['numba']:.1f} | {t.get('opencv', float('nan')):.2f} | "
+                         f"{100 * t['copy'] / t['numba']:.0f} |")
+    e2e = [b for b in benchmarks if b.extra_info.get("end_to_end")]
+    if e2e:
+        lines += ["", "| end to end | items | run-infer items/s | engine-only items/s | ratio (goal ≥ 0.9) |",
+                  "|---|---|---|---|---|"]
+        for b in e2e:
+            e = b.extra_info
+            lines.append(f"| {e['end_to_end']} | {e['items']} | {e['pipeline_items_per_s']:.2f} | "
+                         f"{e['engine_items_per_s']:.2f} | {e['ratio']:.2f} |")
+    return lines

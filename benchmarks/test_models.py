@@ -1,0 +1,107 @@
+"""Model benchmarks: speed and parity side by side, in one run.
+
+model (DeepLabV3+ R50 with 1 and 3 input channels, Pix2Pix unet_256 ngf 64) x backend x batch (1, 8) x size
+(256², 512²). Every case also checks parity against PyTorch FP32 on the same inputs (the export gate's rules) and
+records it with the achieved GFLOP/s and its share of this machine's measured matmul peak (``extra_info``).
+Backends: PyTorch eager FP32, ONNX Runtime on the FP32 and the FP16 graph, OpenVINO (the CPU engine: BF16 where
+the CPU has it), and the GPU backends, which skip with a reason where there is no GPU / TensorRT.
+"""
+from __future__ import annotations
+
+import importlib.util
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+from regenrt.export.parity import Tolerances, compare, judge
+from regenrt.runtime.engine import backend_for
+from regenrt.tasks import get_task
+
+from .common import MODELS, count_macs, percentiles
+
+BACKENDS = {  # backend -> artefact it runs (None: the PyTorch model itself)
+    "torch-eager-fp32": None,
+    "onnxruntime-fp32": "model.onnx",
+    "onnxruntime-fp16": "model.fp16.onnx",
+    "openvino": "model.openvino.xml",
+    "tensorrt-fp16": "model.engine",
+    "torch-cuda-fp16": None,
+}
+SMOKE = {"model": ["deeplabv3plus_r50_1ch"], "batch": [1], "size": [256]}  # plain `pytest`: these, once each
+
+
+@pytest.fixture(scope="session")
+def references():
+    """(key, batch, size) -> (model, inputs, PyTorch FP32 outputs, MACs), computed once per session."""
+    cache = {}
+
+    def get(key, batch, size):
+        if (key, batch, size) not in cache:
+            spec = MODELS[key]
+            model = spec.build()
+            x = spec.inputs(batch, size, seed=batch * 1000 + size)
+            with torch.no_grad():
+                y = model(torch.from_numpy(x)).numpy()
+            cache[(key, batch, size)] = model, x, y, count_macs(model, torch.from_numpy(x))
+        return cache[(key, batch, size)]
+
+    return get
+
+
+def _runner(backend, key, model, exported):
+    if backend == "torch-eager-fp32":
+        def run(x):
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
+        return run, "fp32", {"torch": torch.__version__}
+    if backend == "tensorrt-fp16":
+        if importlib.util.find_spec("tensorrt") is None:
+            pytest.skip("TensorRT is not installed here (it cannot be, in this workplace)")
+    if backend == "torch-cuda-fp16":
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA GPU on this machine")
+        pytest.skip("the torch-CUDA FP16 backend is not implemented yet (issue 6)")
+    if backend == "openvino" and importlib.util.find_spec("openvino") is None:
+        pytest.skip("OpenVINO is not installed (`pip install regenrt[openvino]`)")
+    path = exported(key) / BACKENDS[backend]
+    run = backend_for(path).open(path, "cpu")
+    if backend == "openvino":
+        import openvino
+
+        from regenrt.runtime.backends.openvino import read_metadata
+
+        return run, read_metadata(path)["precision"], {"openvino": openvino.__version__}
+    import onnxruntime
+
+    return run, "fp16" if "fp16" in backend else "fp32", {"onnxruntime": onnxruntime.__version__}
+
+
+@pytest.mark.parametrize("size", [256, 512])
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("model", list(MODELS))
+def test_model(benchmark, exported, references, machine_peak, model, backend, batch, size):
+    spec = MODELS[model]
+    if spec.fixed_hw and (size, size) != spec.fixed_hw:
+        pytest.skip(f"{model} takes {spec.fixed_hw[0]}x{spec.fixed_hw[1]} inputs only")
+    torch_model, x, reference, macs = references(model, batch, size)
+    run, precision, versions = _runner(backend, model, torch_model, exported)
+    benchmark.group = f"model {model} {batch}x{x.shape[1]}x{size}x{size}"
+    got = run(x)  # also the warm-up
+    row = compare(reference, got)
+    passed, criterion, _ = judge(row, precision, get_task(spec.task).metric, Tolerances())
+    benchmark.extra_info.update({
+        "model": model, "backend": backend, "precision": precision, "batch": batch, "shape": list(x.shape),
+        "parity": {k: row[k] for k in ("max_abs", "rel_max", "psnr_db", "argmax_agreement") if k in row},
+        "parity_criterion": criterion, "macs": macs, "versions": {**versions, "python": platform.python_version()},
+    })
+    assert passed, f"{backend} drifts from PyTorch FP32: {criterion} broken ({row})"
+    benchmark.pedantic(run, args=(x,), rounds=5 if batch * size * size > 256 * 256 else 10, iterations=1)
+    timing = percentiles(benchmark)
+    if timing:
+        gflops = 2 * macs / (timing["p50_ms"] * 1e-3) / 1e9
+        peak = machine_peak["bf16" if precision == "bf16" else "fp32"]
+        benchmark.extra_info.update({**timing, "gflops": round(gflops, 1),
+                                     "pct_of_peak": round(100 * gflops / peak, 1) if peak else None})

@@ -1,0 +1,56 @@
+"""Project-wide pytest switches: ``pytest --benchmark`` runs the benchmark suite with timing.
+
+Plain ``pytest`` runs the tests and a smoke pass of the benchmarks: pytest-benchmark disabled (each benchmarked
+call runs once) and only each benchmark's smoke cases (a module's ``SMOKE`` dict of allowed parameter values;
+without one, its first parameter combination). ``pytest --benchmark`` runs only ``benchmarks/``, every case,
+timed, and saves the results as JSON under ``.benchmarks/`` (compare runs with ``--benchmark-compare``).
+"""
+from pathlib import Path
+
+import pytest
+
+BENCH_DIR = Path(__file__).parent / "benchmarks"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--benchmark", action="store_true",
+                     help="regenrt: run the benchmark suite (benchmarks/) timed, every case, results saved as JSON "
+                          "under .benchmarks/; without it benchmarks run once each as a smoke check")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if not hasattr(config.option, "benchmark_disable"):
+        return  # pytest-benchmark is not installed: benchmarks are skipped by their own import
+    if config.getoption("--benchmark"):
+        config.option.benchmark_disable = False
+        config.option.benchmark_autosave = True
+    else:
+        config.option.benchmark_disable = True
+
+
+def _in_benchmarks(item) -> bool:
+    return BENCH_DIR in Path(str(item.fspath)).parents
+
+
+def _smoke_case(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return True
+    allowed = getattr(item.module, "SMOKE", None)
+    if allowed is None:
+        return all(index == 0 for index in callspec.indices.values())
+    return all(callspec.params[name] in values for name, values in allowed.items() if name in callspec.params)
+
+
+def pytest_collection_modifyitems(config, items):
+    benchmark = config.getoption("--benchmark")
+    keep, drop = [], []
+    for item in items:
+        if _in_benchmarks(item):
+            (keep if benchmark or _smoke_case(item) else drop).append(item)
+        else:
+            (drop if benchmark else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
