@@ -2,6 +2,7 @@
 # regenrt's two set-up-and-run commands (each creates .venv and installs what it needs on first use):
 #   ./dev.sh demo [regenrt-demo args]    demo checkpoint -> export-engine + parity report -> run-infer
 #   ./dev.sh test [pytest args]          run the test suite (what CI runs)
+#   ./dev.sh bench [pytest args]         the benchmark suite (pytest --benchmark), with OpenCV for comparison rows
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=${REGENRT_VENV:-.venv}
@@ -24,5 +25,7 @@ shift || true
 case "$cmd" in
   demo) setup; exec "$venv/bin/regenrt-demo" "$@" ;;
   test) setup; exec "$py" -m pytest "$@" ;;
-  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
+  bench) setup; "$py" -m pip install -q -e ".[test,bench]"; exec "$py" -m pytest --benchmark "$@" ;;
+  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args] | ./dev.sh bench [pytest args]" >&2
+     exit 2 ;;
 esac

@@ -74,6 +74,12 @@ class Engine:
         if not metadata.get("task"):
             raise RegenrtError(f"{path.name} carries no regenrt metadata; re-export it with export-engine.")
         available = backend.devices()
+        if not available:
+            raise MissingDependencyError(
+                f"{path.name} needs the {backend.name} backend, which cannot run here (not installed, or no device "
+                f"for it); install `pip install regenrt[{backend.extra}]` on a machine that can run it, or use another "
+                "artefact of the export (e.g. model.onnx)."
+            )
         if device == "auto":
             device = "cuda" if "cuda" in available else "cpu"
         elif device not in available:
@@ -201,3 +207,27 @@ def _openvino_metadata(path: Path) -> dict:
 
 
 register_backend(Backend("openvino", (".xml",), _openvino_open, _openvino_devices, _openvino_metadata, "openvino"))
+
+
+def _tensorrt_devices() -> list[str]:
+    try:
+        import tensorrt  # noqa: F401
+        import torch
+    except ImportError:
+        return []
+    return ["cuda"] if torch.cuda.is_available() else []
+
+
+def _tensorrt_open(path: Path, device: str):
+    from .backends.tensorrt import TensorRTRunner
+
+    return TensorRTRunner(path).infer
+
+
+def _tensorrt_metadata(path: Path) -> dict:
+    from .backends.tensorrt import read_metadata
+
+    return read_metadata(path)
+
+
+register_backend(Backend("tensorrt", (".engine",), _tensorrt_open, _tensorrt_devices, _tensorrt_metadata, "tensorrt"))
