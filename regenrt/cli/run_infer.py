@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                "segmentation <name>_label.png and <name>_overlay.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--engine", required=True, metavar="FILE", help="artefact from export-engine (.onnx)")
+    parser.add_argument("--engine", required=True, metavar="PATH",
+                        help="an export-engine output directory (runs the engine its engine.json names), or one "
+                             "artefact: .onnx (ONNX Runtime), .xml (OpenVINO IR), .engine (TensorRT)")
     parser.add_argument("--input", required=True, metavar="DIR", help="directory of inputs (searched recursively)")
     parser.add_argument("--output", required=True, metavar="DIR", help="directory for outputs, manifest, errors")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",

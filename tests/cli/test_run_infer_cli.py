@@ -18,6 +18,8 @@ def test_help_documents_every_flag_and_exit_code():
             assert flag in result.stdout
     for code in ("  8  partial", "  9  ", "130"):
         assert code in result.stdout
+    for kind in ("engine.json", ".onnx", ".xml", ".engine"):  # every artefact kind Engine.load opens
+        assert kind in result.stdout
 
 
 def test_inpainting_needs_masks_or_boxes(pix2pix_engine_dir, tmp_path):
