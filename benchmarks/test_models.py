@@ -66,7 +66,7 @@ def _runner(backend, key, model, exported):
     if backend == "openvino" and importlib.util.find_spec("openvino") is None:
         pytest.skip("OpenVINO is not installed (`pip install regenrt[openvino]`)")
     path = exported(key) / BACKENDS[backend]
-    run = backend_for(path).open(path, "cpu")
+    run = backend_for(path).open(path, "cpu").infer
     if backend == "openvino":
         import openvino
 

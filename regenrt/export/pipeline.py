@@ -233,7 +233,7 @@ def _select_engine(paths: dict[str, Path], precision_of: dict[str, str], x: np.n
 
     latency = {}
     for kind, path in paths.items():
-        run = backend_for(path).open(path, "cpu")
+        run = backend_for(path).open(path, "cpu").infer
         run(x)
         times = []
         for _ in range(SELECTION_RUNS):
@@ -324,7 +324,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
     rows = []
     for kind, path in paths.items():
-        run = backend_for(path).open(path, "cpu")
+        run = backend_for(path).open(path, "cpu").infer
         prec = precision_of[kind]
         for (case, x), ref in zip(cases, references):
             row = {"artefact": path.name, "precision": prec, "case": case, "output": "output", **compare(ref, run(x))}

@@ -125,6 +125,28 @@ def holes_fill(picture, mask, out, index, fill=0.0, stream=None) -> None:
 
 
 @cuda.jit
+def _rgb_kernel(picture, mean, std, out, index):
+    y, x = cuda.grid(2)
+    if y >= picture.shape[0] or x >= picture.shape[1]:
+        return
+    for c in range(out.shape[1]):
+        k = c % 3  # channels repeated cyclically to the engine's C, as the reference's np.resize
+        out[index, c, y, x] = (np.float32(picture[y, x, k]) / np.float32(255.0) - mean[k]) / std[k]
+
+
+def rgb_normalize(picture, mean, std, out, index, stream=None) -> None:
+    """HxWx3 uint8 picture -> ``out[index]`` = (x / 255 - mean) / std (``mean``/``std``: 3 float32, device)."""
+    picture, out = _device("picture", picture), _device("out", out)
+    mean, std = _device("mean", mean), _device("std", std)
+    if picture.ndim != 3 or picture.shape[2] != 3 or out.shape[2:] != picture.shape[:2] or mean.shape != (3,) \
+            or std.shape != (3,):
+        raise InputError(f"picture {picture.shape} (HxWx3), mean {mean.shape}, std {std.shape} (3) and out "
+                         f"{out.shape} do not fit together.")
+    grid, block = _grid(*picture.shape[:2])
+    _rgb_kernel[grid, block, _stream(stream)](picture, mean, std, out, index)
+
+
+@cuda.jit
 def _composite_kernel(generated, picture, mask, alpha, pm1, blend, result):
     y, x = cuda.grid(2)
     if y >= picture.shape[0] or x >= picture.shape[1]:

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,11 +25,12 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class Backend:
-    """How to open one kind of artefact: ``open(path, device) -> callable(x) -> y``; ``devices()`` found here."""
+    """How to open one kind of artefact: ``open(path, device)`` -> a runner with ``infer(x) -> y`` (and, for a
+    runner whose buffers live on the GPU, the device interface of :mod:`regenrt.runtime.device`)."""
 
     name: str
     suffixes: tuple[str, ...]
-    open: Callable[[Path, str], Callable[[np.ndarray], np.ndarray]]
+    open: Callable[[Path, str], Any]
     devices: Callable[[], list[str]]
     read_metadata: Callable[[Path], dict]
     extra: str  # the pip extra that installs it
@@ -58,8 +59,8 @@ def backend_for(path: Path) -> Backend:
 class Engine:
     """A loaded artefact with its metadata; ``infer`` validates inputs against the contract before running."""
 
-    def __init__(self, path: Path, backend: Backend, device: str, metadata: dict, run: Callable):
-        self.path, self.backend, self.device, self.metadata, self._run = path, backend, device, metadata, run
+    def __init__(self, path: Path, backend: Backend, device: str, metadata: dict, runner: Any):
+        self.path, self.backend, self.device, self.metadata, self.runner = path, backend, device, metadata, runner
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "Engine":
@@ -102,18 +103,22 @@ class Engine:
         _, _, h, w = self.metadata["input"]["shape"]
         return (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
-    def check_item(self, x: np.ndarray) -> None:
-        """Raise InputError when one CxHxW model input is outside what the engine accepts."""
-        if x.ndim != 3:
-            raise InputError(f"expected a CxHxW array, got shape {x.shape}.")
-        if x.shape[0] != self.channels:
-            raise InputError(f"the engine takes {self.channels} channel(s), got {x.shape[0]}.")
-        h, w = x.shape[1:]
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise InputError when a CxHxW model input shape is outside what the engine accepts."""
+        if len(shape) != 3:
+            raise InputError(f"expected a CxHxW array, got shape {tuple(shape)}.")
+        if shape[0] != self.channels:
+            raise InputError(f"the engine takes {self.channels} channel(s), got {shape[0]}.")
+        h, w = shape[1:]
         multiple = int(self.metadata["input"].get("spatial_multiple", 1))
         if self.static_hw and (h, w) != self.static_hw:
             raise InputError(f"the engine takes {self.static_hw[0]}x{self.static_hw[1]} inputs, got {h}x{w}.")
         if h % multiple or w % multiple:
             raise InputError(f"height and width must be multiples of {multiple}, got {h}x{w}.")
+
+    def check_item(self, x: np.ndarray) -> None:
+        """Raise InputError when one CxHxW model input is outside what the engine accepts."""
+        self.check_shape(x.shape)
         if not np.issubdtype(x.dtype, np.floating):
             raise InputError(f"expected floating-point input, got {x.dtype}.")
         if not np.isfinite(x).all():
@@ -126,7 +131,7 @@ class Engine:
             raise InputError(f"expected an NxCxHxW batch, got shape {batch.shape}.")
         for item in batch:
             self.check_item(item)
-        return self._run(np.ascontiguousarray(batch, dtype=np.float32))
+        return self.runner.infer(np.ascontiguousarray(batch, dtype=np.float32))
 
     __call__ = infer
 
@@ -171,8 +176,7 @@ def _onnx_open(path: Path, device: str):
     providers = ("CUDAExecutionProvider",) if device == "cuda" else ("CPUExecutionProvider",)
     runner = OnnxRuntimeRunner(path, providers)
     runner.activate()
-    name = runner.input_names[0]
-    return lambda x: runner.infer({name: x})["output"]
+    return runner.single()
 
 
 def _onnx_metadata(path: Path) -> dict:
@@ -197,7 +201,7 @@ def _openvino_devices() -> list[str]:
 def _openvino_open(path: Path, device: str):
     from .backends.openvino import OpenVinoRunner
 
-    return OpenVinoRunner(path).infer
+    return OpenVinoRunner(path)
 
 
 def _openvino_metadata(path: Path) -> dict:
@@ -221,7 +225,7 @@ def _tensorrt_devices() -> list[str]:
 def _tensorrt_open(path: Path, device: str):
     from .backends.tensorrt import TensorRTRunner
 
-    return TensorRTRunner(path).infer
+    return TensorRTRunner(path)
 
 
 def _tensorrt_metadata(path: Path) -> dict:
@@ -231,3 +235,24 @@ def _tensorrt_metadata(path: Path) -> dict:
 
 
 register_backend(Backend("tensorrt", (".engine",), _tensorrt_open, _tensorrt_devices, _tensorrt_metadata, "tensorrt"))
+
+
+def _torch_open(path: Path, device: str):
+    from .backends.pytorch import TorchRunner
+
+    return TorchRunner(path, device, cuda_graphs=os.environ.get("REGENRT_CUDA_GRAPHS", "1") != "0")
+
+
+def _torch_metadata(path: Path) -> dict:
+    from .backends.pytorch import read_metadata
+
+    return read_metadata(path)
+
+
+def _torch_devices() -> list[str]:
+    from .backends.pytorch import torch_devices
+
+    return torch_devices()
+
+
+register_backend(Backend("torch", (".torch.pt",), _torch_open, _torch_devices, _torch_metadata, "cuda"))

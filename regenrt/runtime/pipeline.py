@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, RegenrtError
+from .device import on_device, run_batch
 from .engine import Engine
 from .io import encode_npy, encode_png, write_atomic
 from ..hashing import sha256_bytes, sha256_file
@@ -71,6 +72,7 @@ class _Run:
         self.engine_sha = sha256_file(engine.path)
         self.options_key = options.key()
         self.progress = progress
+        self.on_device = on_device(engine)
         self._stage_lock = threading.Lock()
 
     def timed(self, stage: str, started: float) -> None:
@@ -102,12 +104,13 @@ class _Run:
         finally:
             self.timed("decode", started)
 
-    def write(self, prepared: Prepared, output: np.ndarray) -> str | None:
-        """Worker: postprocess, encode and atomically write one item's outputs, then record it."""
+    def write(self, prepared: Prepared, output: np.ndarray | None, finished: dict | None = None) -> str | None:
+        """Worker: postprocess (unless the GPU did: ``finished``), encode and atomically write one item's
+        outputs, then record it."""
         started = time.perf_counter()
         item = prepared.item
         try:
-            outputs = self.runtime.finish(prepared, output, self.options)
+            outputs = finished if finished is not None else self.runtime.finish(prepared, output, self.options)
             digests = {}
             for suffix, arr in outputs.items():
                 data = _encode(suffix, arr)
@@ -123,16 +126,21 @@ class _Run:
 
     def infer(self, batch: list[Prepared], pool: ThreadPoolExecutor, writes: deque) -> None:
         started = time.perf_counter()
+        finished: list = [None] * len(batch)
         try:
-            outputs = self.engine.infer(np.stack([p.model_input for p in batch]))
+            if self.on_device:  # pre-kernels, engine and post-kernels on the GPU; only results come back
+                finished = run_batch(self.engine, self.runtime, batch, self.options)
+                outputs = [None] * len(batch)
+            else:
+                outputs = self.engine.infer(np.stack([p.model_input for p in batch]))
         except RegenrtError as exc:
             for p in batch:
                 self.fail(p.item.id, "infer", str(exc))
             return
         finally:
             self.timed("infer", started)
-        for p, out in zip(batch, outputs):
-            writes.append((p.item.id, pool.submit(self.write, p, out)))
+        for p, out, done in zip(batch, outputs, finished):
+            writes.append((p.item.id, pool.submit(self.write, p, out, done)))
 
     def drain_writes(self, writes: deque, keep: int) -> None:
         while len(writes) > keep:
@@ -183,10 +191,10 @@ class _Run:
         elif status == "error":
             self.fail(item.id, "decode", error)
         else:
-            group = groups.setdefault(prepared.model_input.shape, [])
+            group = groups.setdefault(prepared.shape, [])
             group.append(prepared)
             if len(group) == self.options.batch_size:
-                self.infer(groups.pop(prepared.model_input.shape), pool, writes)
+                self.infer(groups.pop(prepared.shape), pool, writes)
 
 
 class _NoProgress:

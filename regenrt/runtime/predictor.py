@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .device import on_device, run_batch
 from .engine import Engine
 from .tasks import Item, RunOptions, get_runtime
 
@@ -39,11 +40,16 @@ class Predictor:
         results: list[dict[str, np.ndarray] | None] = [None] * len(prepared)
         by_shape: dict[tuple, list[int]] = {}
         for i, p in enumerate(prepared):
-            by_shape.setdefault(p.model_input.shape, []).append(i)
+            by_shape.setdefault(p.shape, []).append(i)
         size = max(1, self.options.batch_size)
         for indices in by_shape.values():
             for start in range(0, len(indices), size):
                 chunk = indices[start:start + size]
+                if on_device(self.engine):  # kernels and engine on the GPU (regenrt.runtime.device)
+                    for i, done in zip(chunk, run_batch(self.engine, self.runtime, [prepared[i] for i in chunk],
+                                                        self.options)):
+                        results[i] = done
+                    continue
                 outputs = self.engine.infer(np.stack([prepared[i].model_input for i in chunk]))
                 for i, out in zip(chunk, outputs):
                     results[i] = self.runtime.finish(prepared[i], out, self.options)

@@ -53,6 +53,17 @@ def test_holes_and_composite_exact():
     assert np.array_equal(result.copy_to_host(), ref.composite(gen, pic, mask, feather=2))
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_rgb_normalize(channels):
+    pic = synthetic_pictures(1, H, W, 3, seed=2)[0]
+    expected = np.zeros((2, channels, H, W), np.float32)
+    ref.rgb_normalize(pic, expected, 1)
+    out = cuda.to_device(np.zeros((2, channels, H, W), np.float32))
+    kc.rgb_normalize(cuda.to_device(pic), cuda.to_device(np.float32(ref.IMAGENET_MEAN)),
+                     cuda.to_device(np.float32(ref.IMAGENET_STD)), out, 1)
+    assert np.abs(out.copy_to_host() - expected).max() <= 1e-6
+
+
 def test_argmax_palette_exact():
     logits = rng.standard_normal((4, H, W)).astype(np.float32)
     labels, colours = cuda.device_array((H, W), np.uint8), cuda.device_array((H, W, 3), np.uint8)

@@ -51,8 +51,16 @@ class OnnxRuntimeRunner:
         available = ort.get_available_providers()
         missing = [p for p in self.providers if p not in available]
         if missing:
-            raise RegenrtError(f"ONNX Runtime provider(s) {missing} are not available here (found {available}).")
+            raise MissingDependencyError(
+                f"ONNX Runtime provider(s) {missing} are not available here (this onnxruntime offers {available}); "
+                "install `pip install regenrt[onnx-gpu]` (onnxruntime-gpu, with CUDA and cuDNN) on a machine with "
+                "an NVIDIA GPU, or run on CPU.")
         self.session = ort.InferenceSession(str(self.path), options, providers=list(self.providers))
+        check_providers(self.providers, self.session.get_providers(), self.path.name)
+
+    def single(self) -> "SingleTensorRunner":
+        """This runner as ``infer(array) -> array`` for a one-input, one-output graph."""
+        return SingleTensorRunner(self)
 
     def deactivate(self) -> None:
         self.session = None
@@ -78,3 +86,22 @@ class OnnxRuntimeRunner:
                 raise RegenrtError(f"input {spec.name!r}: expected float32, got {arr.dtype}.")
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, feed)))
+
+
+class SingleTensorRunner:
+    def __init__(self, runner: OnnxRuntimeRunner):
+        self.runner, self.input_name = runner, runner.input_names[0]
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.runner.infer({self.input_name: x})["output"]
+
+
+def check_providers(requested: tuple[str, ...], active: list[str], name: str) -> None:
+    """ONNX Runtime drops a provider that fails to initialise (missing CUDA/cuDNN/TensorRT libraries) and runs on
+    the next one, usually the CPU, with only a log line. Refuse that: the caller asked for this provider."""
+    dropped = [p for p in requested if p not in active]
+    if dropped:
+        raise MissingDependencyError(
+            f"ONNX Runtime could not start {dropped} for {name} (the session runs on {active} instead); the CUDA, "
+            "cuDNN or TensorRT libraries that provider needs are missing or do not match this onnxruntime-gpu. "
+            "Not falling back silently: fix the installation, or run with --device cpu.")

@@ -54,8 +54,13 @@ class Item:
 @dataclass
 class Prepared:
     item: Item | None
-    model_input: np.ndarray       # CxHxW float32
+    model_input: np.ndarray | None  # CxHxW float32; None when the engine's pre-kernel runs on the GPU
     context: dict[str, Any]
+    shape: tuple[int, int, int] = (0, 0, 0)  # the model input's CxHxW
+
+    def __post_init__(self) -> None:
+        if self.model_input is not None:
+            self.shape = tuple(self.model_input.shape)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,10 @@ class TaskRuntime:
     # (Prepared, CxHxW output, options) -> {suffix: array}; suffix ".png"/".npy" picks the encoding.
     finish: Callable[[Prepared, np.ndarray, RunOptions], dict[str, np.ndarray]]
     check_options: Callable[[RunOptions], None] = lambda options: None
+    # GPU path (regenrt.runtime.device): (Prepared, engine, input buffer, index, stream) fills input[index];
+    # (Prepared, output[index], options, stream) -> {suffix: host array}, as ``finish``.
+    device_pre: Callable[[Prepared, Any, Any, int, Any], None] | None = None
+    device_post: Callable[[Prepared, Any, RunOptions, Any], dict[str, np.ndarray]] | None = None
 
 
 _RUNTIMES: dict[str, TaskRuntime] = {}

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
+from ...kernels.reference import feather_alpha
+from ..device import cuda_kernels, download, on_device, upload
 from ..io import as_channels, decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
@@ -97,10 +99,36 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
         require(len(values) <= 2 and values[0] == 0 or len(values) == 1,
                 f"the mask is not binary (values {values[:6].tolist()}…); pass --soft-mask to blend by its values.")
         mask = np.where(mask != 0, 255, 0).astype(np.uint8)
-    out = np.empty((1, engine.channels, *picture.shape[:2]), np.float32)
+    shape = (engine.channels, *picture.shape[:2])
+    engine.check_shape(shape)
+    context = {"picture": picture, "mask": mask, "boxes": data.get("boxes")}
+    if on_device(engine):
+        return Prepared(None, None, context, shape)
+    out = np.empty((1, *shape), np.float32)
     options.kernels.holes_fill(picture, mask, out, 0, float(engine.metadata["input"].get("hole_fill", 0.0)))
-    engine.check_item(out[0])
-    return Prepared(None, out[0], {"picture": picture, "mask": mask, "boxes": data.get("boxes")})
+    return Prepared(None, out[0], context)
+
+
+def _device_pre(prepared: Prepared, engine, inp, index: int, stream) -> None:
+    ctx = prepared.context
+    ctx["d_picture"], ctx["d_mask"] = upload(ctx["picture"], stream), upload(ctx["mask"], stream)
+    cuda_kernels().holes_fill(ctx["d_picture"], ctx["d_mask"], inp, index,
+                              float(engine.metadata["input"].get("hole_fill", 0.0)), stream=stream)
+
+
+def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dict[str, np.ndarray]:
+    from numba import cuda
+
+    ctx = prepared.context
+    alpha = None
+    if options.soft_mask:
+        alpha = upload(ctx["mask"].astype(np.float32) / np.float32(255.0), stream)
+    elif options.feather > 0:
+        alpha = upload(feather_alpha(ctx["mask"], options.feather), stream)
+    result = cuda.device_array(ctx["picture"].shape, np.uint8, stream=stream)
+    cuda_kernels().composite(output, ctx.pop("d_picture"), ctx.pop("d_mask"), result, alpha=alpha,
+                             value_range="pm1", stream=stream)
+    return {".png": download(result, stream)}
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
@@ -128,4 +156,4 @@ def submission_rows(name: str, picture: np.ndarray, boxes: list[tuple[int, int, 
             yield f"{stem}_{b}_{p}", int(v)
 
 
-register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check))
+register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check, _device_pre, _device_post))

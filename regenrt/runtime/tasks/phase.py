@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
+from ..device import cuda_kernels, download, on_device, upload
 from ..io import decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
@@ -53,10 +54,23 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
         phase = phase[0]
     require(phase.ndim == 2, f"a phase map must be HxW (one channel), got shape {phase.shape}.")
     require(bool(np.isfinite(phase).all()), "the phase map holds NaN or Inf values.")
-    out = np.empty((1, engine.channels, *phase.shape), np.float32)
+    shape = (engine.channels, *phase.shape)
+    engine.check_shape(shape)
+    if on_device(engine):
+        return Prepared(None, None, {"phase": phase}, shape)
+    out = np.empty((1, *shape), np.float32)
     options.kernels.phase_normalize(phase, out, 0, scale="pm1")
-    engine.check_item(out[0])
     return Prepared(None, out[0], {})
+
+
+def _device_pre(prepared: Prepared, engine, inp, index: int, stream) -> None:
+    phase = upload(prepared.context.pop("phase").astype(np.float32, copy=False), stream)
+    cuda_kernels().phase_normalize(phase, inp, index, scale="pm1", stream=stream)
+
+
+def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dict[str, np.ndarray]:
+    # The float map is needed on the host anyway (the PNG quantization and --save-npy); one copy of it.
+    return _finish(prepared, download(output, stream), options)
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
@@ -76,4 +90,4 @@ def _check(options: RunOptions) -> None:
         raise InputError(f"--output-range must be LOW,HIGH with LOW < HIGH, got {options.output_range}.")
 
 
-register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check))
+register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check, _device_pre, _device_post))

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ...kernels.reference import IMAGENET_MEAN, IMAGENET_STD
+from ..device import cuda_kernels, download, on_device, upload
 from ..io import as_channels, decode_image
 from .base import Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime, unique_items
 
@@ -38,17 +40,46 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     picture = np.asarray(data["picture"])
     picture = as_channels(np.repeat(picture[..., None], 3, 2) if picture.ndim == 2 else picture, 3)
     meta = engine.metadata["input"]
-    out = np.empty((1, engine.channels, *picture.shape[:2]), np.float32)
+    shape = (engine.channels, *picture.shape[:2])
+    engine.check_shape(shape)
+    if on_device(engine):
+        return Prepared(None, None, {"picture": picture}, shape)
+    out = np.empty((1, *shape), np.float32)
     options.kernels.rgb_normalize(picture, out, 0, meta.get("mean"), meta.get("std"))
-    engine.check_item(out[0])
     return Prepared(None, out[0], {"picture": picture})
+
+
+def _device_pre(prepared: Prepared, engine, inp, index: int, stream) -> None:
+    meta = engine.metadata["input"]
+    mean = np.float32(meta.get("mean") or IMAGENET_MEAN)
+    std = np.float32(meta.get("std") or IMAGENET_STD)
+    picture = upload(prepared.context["picture"], stream)
+    cuda_kernels().rgb_normalize(picture, upload(mean, stream), upload(std, stream), inp, index, stream=stream)
+
+
+def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dict[str, np.ndarray]:
+    from numba import cuda
+
+    h, w = prepared.shape[1:]
+    labels = cuda.device_array((h, w), np.uint8, stream=stream)
+    colours = cuda.device_array((h, w, 3), np.uint8, stream=stream)
+    cuda_kernels().argmax_palette(output, _device_palette(stream), labels, colours, stream=stream)
+    return _overlaid(prepared.context["picture"], download(labels, stream), download(colours, stream))
+
+
+def _device_palette(stream):
+    return upload(PALETTE, stream)
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
     labels, colours = options.kernels.argmax_palette(output, PALETTE)
-    picture = prepared.context["picture"]
+    return _overlaid(prepared.context["picture"], labels, colours)
+
+
+def _overlaid(picture: np.ndarray, labels: np.ndarray, colours: np.ndarray) -> dict[str, np.ndarray]:
     overlay = ((picture.astype(np.uint16) + colours) // 2).astype(np.uint8)
     return {"_label.png": labels, "_overlay.png": overlay}
 
 
-register_runtime(TaskRuntime("segmentation", _items, _prepare, _decode, _finish))
+register_runtime(TaskRuntime("segmentation", _items, _prepare, _decode, _finish, device_pre=_device_pre,
+                             device_post=_device_post))

@@ -1,0 +1,158 @@
+"""PyTorch backend (``model.torch.pt``): the model itself, FP16 with CUDA graphs on an NVIDIA GPU, FP32 on CPU.
+
+The GPU path a machine without TensorRT can run and verify. The artefact is a plain ``torch.save`` dict (weights,
+architecture, config, regenrt metadata) loaded with ``weights_only=True``; the network is rebuilt from
+``regenrt.models``, so no pickled code runs.
+
+On CUDA the runner owns one input and one output buffer per input shape (float32 NCHW; the cast to FP16 and
+back happens inside the captured graph) and a private stream. ``buffers``/``execute`` let the pipeline's CUDA
+kernels write the input buffer and read the output buffer in place (see :mod:`regenrt.runtime.device`).
+
+Example::
+
+    runner = TorchRunner("engine/model.torch.pt", "cuda")
+    y = runner.infer(x)                       # host in, host out
+    inp, out = runner.buffers(x.shape)        # or: fill inp on the device, runner.execute(x.shape), read out
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import RegenrtError
+
+FORMAT = "regenrt-torch/1"
+WARMUP = 3  # eager iterations on the capture stream before a CUDA graph is recorded (cuDNN autotuning, allocator)
+
+
+def save_artefact(path: Path, state_dict: dict, arch: str, config: dict, metadata: dict) -> Path:
+    import torch
+
+    torch.save({"format": FORMAT, "arch": arch, "config": json.dumps(config), "metadata": json.dumps(metadata),
+                "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}}, path)
+    return path
+
+
+def _load(path: Path) -> dict:
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise RegenrtError(f"{path.name} is not a readable regenrt torch artefact ({type(exc).__name__}: {exc}); "
+                           "re-export with export-engine --gpu-engine torch.") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise RegenrtError(f"{path.name} is not a {FORMAT} artefact (a training checkpoint goes to export-engine, "
+                           "not to --engine).")
+    return payload
+
+
+def read_metadata(path: Path) -> dict:
+    return json.loads(_load(path)["metadata"])
+
+
+def torch_devices() -> list[str]:
+    try:
+        import torch
+    except ImportError:
+        return []
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class TorchRunner:
+    """Runs the rebuilt model: FP16 (the artefact's precision) on CUDA, FP32 on CPU."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", cuda_graphs: bool = True):
+        import torch
+
+        from ...models import build_from_state_dict
+        from ...models.modes import with_mode
+
+        self.torch, self.path, self.device = torch, Path(path), device
+        payload = _load(self.path)
+        self.metadata = json.loads(payload["metadata"])
+        loaded = build_from_state_dict(payload["state_dict"], payload["arch"], json.loads(payload["config"]))
+        half = device == "cuda" and self.metadata.get("precision") == "fp16"
+        self.dtype = torch.float16 if half else torch.float32
+        self.precision = "fp16" if half else "fp32"
+        self.model = with_mode(loaded.model, self.metadata.get("mode", "eval")).to(device=device, dtype=self.dtype)
+        self.cuda_graphs = cuda_graphs and device == "cuda"
+        self._lock = threading.Lock()  # buffers are shared: one batch at a time
+        self._slots: dict[tuple, tuple] = {}  # shape -> (input, output, graph or None)
+        if device == "cuda":
+            from numba import cuda
+
+            self.torch_stream = torch.cuda.Stream()
+            self.stream = cuda.external_stream(self.torch_stream.cuda_stream)  # the same stream, for numba kernels
+
+    def _forward(self, x):
+        return self.model(x.to(self.dtype)).float()
+
+    # -- device interface (CUDA) ------------------------------------------------------------------------------
+    def buffers(self, shape: tuple) -> tuple:
+        """(input, output) CUDA tensors for ``shape``, allocated (and the graph captured) on first use."""
+        shape = tuple(int(d) for d in shape)
+        if shape not in self._slots:
+            self._slots[shape] = self._allocate(shape)
+        inp, out, _ = self._slots[shape]
+        return inp, out
+
+    def _allocate(self, shape: tuple) -> tuple:
+        torch = self.torch
+        with torch.inference_mode(), torch.cuda.stream(self.torch_stream):
+            inp = torch.zeros(shape, dtype=torch.float32, device="cuda")
+            for _ in range(WARMUP):
+                eager = self._forward(inp)
+            out = torch.empty_like(eager)
+            graph = None
+            if self.cuda_graphs:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=self.torch_stream):
+                    out.copy_(self._forward(inp))
+                _check_replay(torch, graph, inp, out, self._forward, self.torch_stream)
+        self.torch_stream.synchronize()
+        return inp, out, graph
+
+    def execute(self, shape: tuple) -> None:
+        """Run the model on the input buffer of ``shape`` into its output buffer, asynchronously on ``stream``."""
+        inp, out, graph = self._slots[tuple(int(d) for d in shape)]
+        with self.torch.inference_mode(), self.torch.cuda.stream(self.torch_stream):
+            if graph is not None:
+                graph.replay()
+            else:
+                out.copy_(self._forward(inp))
+
+    def synchronize(self) -> None:
+        self.torch_stream.synchronize()
+
+    # -- host interface ---------------------------------------------------------------------------------------
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        if self.device != "cuda":
+            with torch.inference_mode():
+                return self._forward(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+        with self._lock:
+            inp, out = self.buffers(x.shape)
+            with torch.cuda.stream(self.torch_stream):
+                inp.copy_(torch.from_numpy(np.ascontiguousarray(x, np.float32)).pin_memory(), non_blocking=True)
+            self.execute(x.shape)
+            with torch.cuda.stream(self.torch_stream):
+                host = out.to("cpu", non_blocking=False)
+            return host.numpy()
+
+
+def _check_replay(torch, graph, inp, out, forward, stream) -> None:
+    """Replay must overwrite the output: poison it with NaN, replay on a fresh input, compare with eager."""
+    probe = torch.randn(inp.shape, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    inp.copy_(probe)
+    out.fill_(float("nan"))
+    graph.replay()
+    expected = forward(inp)
+    stream.synchronize()
+    if not torch.isfinite(out).all() or not torch.allclose(out, expected, rtol=1e-3, atol=1e-3):
+        raise RegenrtError(f"CUDA graph replay did not reproduce the eager result for shape {tuple(inp.shape)}; "
+                           "run without CUDA graphs (REGENRT_CUDA_GRAPHS=0) and report this.")
+    inp.zero_()

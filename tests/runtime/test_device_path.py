@@ -1,0 +1,123 @@
+"""The runtime's GPU path (regenrt.runtime.device) under numba's CUDA simulator.
+
+``SimulatedDeviceRunner`` gives an ONNX Runtime engine the device interface of the torch-CUDA/TensorRT runners:
+its input and output buffers are numba (simulator) device arrays and ``execute`` runs the model on what the
+pre-kernels wrote there. So the real task hooks, CUDA kernels, pipeline and Predictor run unchanged; only the
+model itself executes on the host. The same path on a real GPU is tests/gpu/test_torch_cuda.py.
+"""
+import numpy as np
+import pytest
+import torch
+
+from regenrt.export.pipeline import export_checkpoint
+from regenrt.kernels import get_kernels
+from regenrt.models import create_model
+from regenrt.runtime import Engine
+from regenrt.runtime.device import on_device
+from regenrt.runtime.pipeline import run_directory
+from regenrt.runtime.predictor import Predictor
+from regenrt.runtime.tasks import RunOptions
+from regenrt.tasks.synthetic import box_masks, synthetic_pictures
+
+from .helpers import read_png, save_png
+
+cuda = pytest.importorskip("numba.cuda")
+HW = 32  # the simulator runs every CUDA thread in Python: keep pictures small
+
+
+class SimulatedDeviceRunner:
+    def __init__(self, host_runner):
+        self.host, self.stream, self._slots, self.executed = host_runner, cuda.stream(), {}, []
+
+    def buffers(self, shape):
+        if shape not in self._slots:
+            out_shape = self.host.infer(np.zeros(shape, np.float32)).shape
+            self._slots[shape] = (cuda.device_array(shape, np.float32), cuda.device_array(out_shape, np.float32))
+        return self._slots[shape]
+
+    def execute(self, shape):
+        inp, out = self._slots[shape]
+        x = inp.copy_to_host()
+        self.executed.append(x)
+        out.copy_to_device(self.host.infer(x))
+
+    def infer(self, x):
+        return self.host.infer(x)
+
+
+def _on_simulated_gpu(engine: Engine) -> Engine:
+    return Engine(engine.path, engine.backend, "cuda", engine.metadata, SimulatedDeviceRunner(engine.runner))
+
+
+@pytest.fixture(scope="module")
+def tiny_engines(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("device")
+    models = {"inpainting": create_model("pix2pix_unet", num_downs=5, ngf=4),
+              "phase-recovery": create_model("deeplabv3plus_r18", in_channels=1, classes=1),
+              "segmentation": create_model("deeplabv3plus_r18", in_channels=3, classes=4)}
+    engines = {}
+    for task, model in models.items():
+        torch.save(model.eval().state_dict(), root / f"{task}.pt")
+        export_checkpoint(root / f"{task}.pt", root / task, task=task, precision="fp32", cpu_engine="onnxruntime",
+                          parity_samples=1, input_shape=f"1x{model_channels(task)}x{HW}x{HW}")
+        engines[task] = Engine.load(root / task / "model.onnx", device="cpu")
+    return engines
+
+
+def model_channels(task: str) -> int:
+    return 1 if task == "phase-recovery" else 3
+
+
+def _items(task: str, n: int = 3) -> list[dict]:
+    pictures = synthetic_pictures(n, HW, HW, 3, seed=5)
+    if task == "inpainting":
+        return [{"picture": p, "mask": m} for p, m in zip(pictures, box_masks(n, HW, HW, seed=6)[0] * 255)]
+    if task == "segmentation":
+        return [{"picture": p} for p in pictures]
+    rng = np.random.default_rng(7)
+    return [{"phase": rng.uniform(-4, 4, (HW, HW))} for _ in range(n)]
+
+
+@pytest.mark.parametrize("task", ["inpainting", "segmentation", "phase-recovery"])
+def test_device_path_matches_cpu_path(tiny_engines, task):
+    cpu = tiny_engines[task]
+    gpu = _on_simulated_gpu(cpu)
+    assert on_device(gpu) and not on_device(cpu)
+    options = RunOptions(batch_size=2, kernels=get_kernels("numpy"), feather=2 if task == "inpainting" else 0)
+    items = _items(task)
+    expected = Predictor(cpu, options).predict_many(items)
+    got = Predictor(gpu, options).predict_many(items)
+    runner = gpu.runner
+    # the pre-kernels wrote the engine's input buffer: what the engine ran on is the CPU path's model input
+    host_inputs = np.concatenate([cpu_input(cpu, options, item) for item in items])
+    assert np.abs(np.concatenate(runner.executed) - host_inputs).max() <= 1e-6
+    assert [x.shape[0] for x in runner.executed] == [2, 1]  # batches of 2, the last partial
+    for e, g in zip(expected, got):
+        assert e.keys() == g.keys()
+        for suffix in e:
+            if task == "phase-recovery" and suffix == ".png":  # phase uploaded as float32: at most one step
+                assert np.abs(e[suffix].astype(int) - g[suffix]).max() <= 1
+            else:
+                assert np.array_equal(e[suffix], g[suffix]), suffix  # compositing and argmax exact
+
+
+def cpu_input(engine, options, item):
+    from regenrt.runtime.tasks import get_runtime
+
+    return get_runtime(engine.task).prepare(item, engine, options).model_input[None]
+
+
+def test_pipeline_on_device_writes_what_cpu_writes(tiny_engines, tmp_path):
+    cpu = tiny_engines["inpainting"]
+    for i, item in enumerate(_items("inpainting", 5)):
+        save_png(tmp_path / "in" / f"p{i}.png", item["picture"])
+        save_png(tmp_path / "masks" / f"p{i}_mask.png", item["mask"])
+    options = RunOptions(batch_size=2, masks=tmp_path / "masks", soft_mask=False)
+    run_directory(cpu, tmp_path / "in", tmp_path / "cpu", options)
+    summary = run_directory(_on_simulated_gpu(cpu), tmp_path / "in", tmp_path / "gpu", options)
+    assert (summary.done, summary.failed) == (5, 0)
+    for i in range(5):
+        assert np.array_equal(read_png(tmp_path / "cpu" / f"p{i}.png"), read_png(tmp_path / "gpu" / f"p{i}.png"))
+        known = _items("inpainting", 5)[i]["mask"] == 0
+        assert np.array_equal(read_png(tmp_path / "gpu" / f"p{i}.png")[known], _items("inpainting", 5)[i]["picture"][known])
