@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a PyTorch checkpoint (DeepLabV3+ from segmentation_models_pytorch, Pix2Pix U-Net from "
                     "the pix2pix reference repo) to ONNX FP32 and FP16 graphs, each parity-checked against the "
                     "PyTorch model; an artefact that drifts is not published. Writes model.onnx, model.fp16.onnx "
-                    "and parity.json into the output directory.",
+                    "and parity.json into the output directory; "
+                    "then the fastest verified CPU engine (OpenVINO IR when installed) and, on an NVIDIA GPU, a "
+                    "TensorRT (or torch-CUDA) FP16 engine; engine.json records which one `run-infer --engine DIR` "
+                    "runs.",
         epilog=exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the engine recorded in engine.json for `run-infer --engine DIR`: auto = also convert to "
                              "OpenVINO IR when OpenVINO is installed (BF16 inference where the CPU has BF16) and pick "
                              "the fastest artefact that passed the parity gate, timed here at batch 1 (default auto)")
+    gpu = parser.add_argument_group("GPU engine (NVIDIA)")
+    gpu.add_argument("--gpu-engine", choices=["auto", "tensorrt", "torch", "none"], default="auto",
+                     help="auto (default): when an NVIDIA GPU is visible, build a TensorRT FP16 engine (model.engine "
+                          "+ its fingerprint model.engine.json) if TensorRT is installed, else the torch-CUDA FP16 "
+                          "artefact (model.torch.pt); gated on the GPU and recorded as the engine, the CPU engine "
+                          "beside it (run-infer --device cpu). Nothing without a GPU. tensorrt/torch: require it; "
+                          "none: CPU artefacts only")
+    gpu.add_argument("--max-batch", type=int, default=16, metavar="N",
+                     help="TensorRT optimization profile: largest batch (default 16); sizes: --input-shape is the "
+                          "opt shape, fixed-size models vary the batch only")
+    gpu.add_argument("--timing-cache", metavar="FILE",
+                     help="TensorRT timing cache, read and updated (default ~/.cache/regenrt/tensorrt/timing.cache)")
+    gpu.add_argument("--version-compatible", action="store_true",
+                     help="TensorRT: build a version-compatible engine (runs on later TensorRT versions)")
+    gpu.add_argument("--hardware-compatible", action="store_true",
+                     help="TensorRT: build for every Ampere-or-newer GPU, not just this one (slower)")
     export.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript",
                         help="torch ONNX exporter (default torchscript: ~10x faster on these CNNs)")
     gate = parser.add_argument_group("parity gate")
@@ -95,6 +114,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _export(args: argparse.Namespace) -> int:
     from ..export.parity import Tolerances, format_table
+    from ..export.gpu import GpuOptions
     from ..export.pipeline import export_checkpoint
 
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -113,6 +133,8 @@ def _export(args: argparse.Namespace) -> int:
         tolerances=Tolerances(args.fp32_tol, args.min_psnr, args.min_argmax),
         parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed,
         cpu_engine=args.cpu_engine, log=log,
+        gpu=GpuOptions(args.gpu_engine, args.max_batch, Path(args.timing_cache) if args.timing_cache else None,
+                       args.version_compatible, args.hardware_compatible),
     )
     if args.json:
         print(Path(result.output_dir, "parity.json").read_text())
@@ -124,6 +146,9 @@ def _export(args: argparse.Namespace) -> int:
         print(f"engine: {e['engine']} ({e['backend']}, {e['precision']}, {e['chosen_by']}: "
               + ", ".join(f"{k} {v:.1f} ms" for k, v in e["latency_ms"].items())
               + f"); run it with `run-infer --engine {result.output_dir}`")
+        if e.get("cpu_engine"):
+            print(f"CPU engine beside it: {e['cpu_engine']['engine']} (`run-infer --engine {result.output_dir} "
+                  "--device cpu`)")
     return 0
 
 

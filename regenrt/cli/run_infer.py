@@ -31,12 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--engine", required=True, metavar="PATH",
                         help="an export-engine output directory (runs the engine its engine.json names), or one "
-                             "artefact: .onnx (ONNX Runtime), .xml (OpenVINO IR), .engine (TensorRT)")
+                             "artefact: .onnx (ONNX Runtime), .xml (OpenVINO IR), .engine (TensorRT), .torch.pt "
+                             "(PyTorch: FP16 with CUDA graphs on a GPU, FP32 on CPU)")
     parser.add_argument("--input", required=True, metavar="DIR", help="directory of inputs (searched recursively)")
     parser.add_argument("--output", required=True, metavar="DIR", help="directory for outputs, manifest, errors")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto (default): cuda when the backend offers it here, else cpu; an unavailable "
-                             "explicit device is an error, never a silent fallback")
+                             "explicit device is an error, never a silent fallback. With an export directory whose "
+                             "engine is a GPU engine, cpu runs the CPU engine recorded beside it. On cuda the "
+                             "pre/post-processing runs as numba CUDA kernels on the engine's device buffers")
     parser.add_argument("--batch-size", type=int, default=8, help="items per inference call (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
     parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "numpy"],

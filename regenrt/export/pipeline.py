@@ -31,11 +31,13 @@ from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
 from ..tasks import get_task, load_sample
 from .fp16 import convert_to_fp16
+from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, open_for_gate, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, check_model, export_onnx
 from .parity import Tolerances, compare, format_table, judge
 
-ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "openvino": "model.openvino.xml"}
+ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "openvino": "model.openvino.xml",
+                  **GPU_ARTEFACTS}
 REPORT_NAME = "parity.json"
 ENGINE_RECORD = "engine.json"
 PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp32", "fp16")}
@@ -63,6 +65,9 @@ class _Plan:
     calibration_samples: int
     seed: int
     cpu_engine: str
+    gpu_kind: str | None = None
+    gpu: GpuOptions = GpuOptions()
+    rebuild: str = ""
 
 
 @dataclass
@@ -159,11 +164,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                       state_key: str | None = None, exporter: str = "torchscript",
                       tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
                       calibration_samples: int = 8, seed: int = 0, cpu_engine: str = "auto",
-                      log: Callable[[str], None] | None = None) -> ExportResult:
+                      gpu: GpuOptions = GpuOptions(), log: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``checkpoint`` to verified artefacts in ``output_dir`` (see module docstring).
 
     ``cpu_engine``: ``auto`` also converts to OpenVINO when it is installed and records the fastest verified
     artefact (measured here) in ``engine.json``; ``onnxruntime`` / ``openvino`` choose that kind.
+    ``gpu.engine``: ``auto`` builds a GPU engine when an NVIDIA GPU is visible (TensorRT if installed, else the
+    torch-CUDA FP16 artefact), gates it on the GPU and records it as the engine, the CPU choice beside it.
     """
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}.")
@@ -177,7 +184,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
     precisions = PRECISIONS[precision]
-    steps = _Steps(4 + len(precisions) + with_openvino, log)
+    gpu_kind = resolve_gpu_engine(gpu.engine)
+    if gpu_kind == "tensorrt" and "fp16" not in precisions:
+        raise InputError("a TensorRT engine is built from the FP16 graph: use --precision fp16 (the default).")
+    steps = _Steps(4 + len(precisions) + with_openvino + bool(gpu_kind), log)
     steps(f"loading {checkpoint}")
     ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
     loaded = build_from_state_dict(ckpt.state_dict, arch, overrides)
@@ -205,12 +215,32 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = _Plan(ckpt, loaded, model, task_obj, shape, multiple, dynamic_hw, mode, exporter, precisions, samples,
                  tolerances, parity_samples, calibration_samples, seed,
-                 cpu_engine if cpu_engine != "auto" or with_openvino else "onnxruntime")
+                 cpu_engine if cpu_engine != "auto" or with_openvino else "onnxruntime", gpu_kind, gpu,
+                 _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu))
     work = Path(tempfile.mkdtemp(prefix=".regenrt-export-", dir=out_dir))
     try:
         return _export_in(work, out_dir, plan, steps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu) -> str:
+    """The export-engine command line that rebuilds this export (kept in the TensorRT engine's fingerprint)."""
+    import shlex
+
+    parts = ["export-engine", str(checkpoint), "-o", str(out_dir)]
+    parts += ["--arch", arch] if arch else []
+    parts += [f"--set={k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+              for k, v in (overrides or {}).items()]
+    parts += ["--task", task] if task else []
+    if input_shape:
+        parts += ["--input-shape", input_shape if isinstance(input_shape, str) else "x".join(map(str, input_shape))]
+    parts += ["--mode", mode] if mode != "eval" else []
+    parts += ["--gpu-engine", gpu_kind] if gpu_kind else []
+    parts += ["--max-batch", str(gpu.max_batch)] if gpu.max_batch != GpuOptions().max_batch else []
+    parts += ["--version-compatible"] if gpu.version_compatible else []
+    parts += ["--hardware-compatible"] if gpu.hardware_compatible else []
+    return shlex.join(parts)
 
 
 def _have_openvino() -> bool:
@@ -222,25 +252,39 @@ def _have_openvino() -> bool:
 
 
 def _files(path: Path) -> list[Path]:
-    """An artefact's files: an OpenVINO IR is its .xml and .bin."""
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    """An artefact's files: an OpenVINO IR is its .xml and .bin, a TensorRT engine has its fingerprint."""
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else files_of(path)
+
+
+def _median_ms(run: Callable, x: np.ndarray) -> float:
+    """Median wall time of ``run(x)`` over SELECTION_RUNS calls after a warm-up (host in, host out)."""
+    run(x)
+    times = []
+    for _ in range(SELECTION_RUNS):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def _gpu_record(kind: str, runner, x: np.ndarray, cpu_record: dict, log: Callable[[str], None] | None) -> dict:
+    """engine.json for a verified GPU engine: it is the engine; the CPU choice stays beside it (--device cpu)."""
+    import torch
+
+    latency = _median_ms(runner.infer, x)
+    if log:
+        log(f"      {ARTEFACT_NAMES[kind]} (fp16, {torch.cuda.get_device_name(0)}): {latency:.1f} ms")
+    return {"engine": ARTEFACT_NAMES[kind], "backend": kind, "precision": "fp16", "device": "cuda",
+            "chosen_by": "GPU engine (an NVIDIA GPU is visible)", "latency_ms": {ARTEFACT_NAMES[kind]: round(latency, 3)},
+            "measured_shape": list(x.shape), "gpu": torch.cuda.get_device_name(0), "cpu_engine": cpu_record}
 
 
 def _select_engine(paths: dict[str, Path], precision_of: dict[str, str], x: np.ndarray, cpu_engine: str,
-                   log: Callable[[str], None] | None) -> dict:
+                   log: Callable[[str], None] | None, runners: dict) -> dict:
     """Time every verified artefact on ``x`` (median of SELECTION_RUNS after a warm-up) and pick the engine."""
-    from ..runtime.engine import backend_for
-
     latency = {}
     for kind, path in paths.items():
-        run = backend_for(path).open(path, "cpu").infer
-        run(x)
-        times = []
-        for _ in range(SELECTION_RUNS):
-            start = time.perf_counter()
-            run(x)
-            times.append(time.perf_counter() - start)
-        latency[kind] = float(np.median(times)) * 1e3
+        latency[kind] = _median_ms(runners[kind].infer, x)
         if log:
             log(f"      {ARTEFACT_NAMES[kind]} ({precision_of[kind]}): {latency[kind]:.1f} ms")
     wanted = [k for k in latency if (cpu_engine == "openvino") == (k == "openvino")] if cpu_engine != "auto" else list(latency)
@@ -316,6 +360,16 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                                     {**base, "precision": precision_of["openvino"],
                                      "derived_from_sha256": sha256_file(fp32_path)})
 
+    if p.gpu_kind:
+        name = "TensorRT FP16 engine" if p.gpu_kind == "tensorrt" else \
+            "torch-CUDA FP16 artefact (TensorRT is not installed here)" if p.gpu.engine == "auto" else \
+            "torch-CUDA FP16 artefact"
+        steps(f"building the {name}")
+        paths[p.gpu_kind] = build_gpu_artefact(
+            p.gpu_kind, work, loaded=p.loaded, metadata=base, fp16_onnx=paths.get("fp16"), shape=shape,
+            dynamic_hw=p.dynamic_hw, multiple=p.multiple, options=p.gpu, rebuild=p.rebuild)
+        precision_of[p.gpu_kind] = "fp16"
+
     steps("parity gate: PyTorch FP32 vs every artefact")
     from ..runtime.engine import backend_for
 
@@ -323,8 +377,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     with torch.no_grad():
         references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
     rows = []
+    runners = {}
     for kind, path in paths.items():
-        run = backend_for(path).open(path, "cpu").infer
+        runners[kind] = open_for_gate(kind, path) if kind in GPU_ARTEFACTS else backend_for(path).open(path, "cpu")
+        run = runners[kind].infer
         prec = precision_of[kind]
         for (case, x), ref in zip(cases, references):
             row = {"artefact": path.name, "precision": prec, "case": case, "output": "output", **compare(ref, run(x))}
@@ -335,11 +391,17 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
               "metric": task_obj.metric, "rows": rows, "worst": worst, "checkpoint_sha256": p.ckpt.sha256}
     failed = sorted({kind for kind, path in paths.items() if any(not r["passed"] for r in rows
                                                                   if r["artefact"] == path.name)})
+    if p.gpu_kind:
+        record_parity(p.gpu_kind, paths[p.gpu_kind], _finite([r for r in rows if r["artefact"] == paths[
+            p.gpu_kind].name]), p.gpu_kind not in failed)
 
     steps(f"choosing the engine ({'fastest verified' if p.cpu_engine == 'auto' else p.cpu_engine}, "
           f"batch 1 {'x'.join(map(str, shape[1:]))})")
-    verified = {k: v for k, v in paths.items() if k not in failed}
-    engine = _select_engine(verified, precision_of, cases[1][1], p.cpu_engine, steps.log)
+    verified = {k: v for k, v in paths.items() if k not in failed and k not in GPU_ARTEFACTS}
+    engine = _select_engine(verified, precision_of, cases[1][1], p.cpu_engine, steps.log,
+                            {k: r for k, r in runners.items() if k in verified})
+    if p.gpu_kind and p.gpu_kind not in failed:
+        engine = _gpu_record(p.gpu_kind, runners[p.gpu_kind], cases[1][1], engine, steps.log)
 
     steps("publishing artefacts")
     published = {}

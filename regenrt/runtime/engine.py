@@ -65,7 +65,8 @@ class Engine:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> "Engine":
         """Load an artefact file, or an export directory (its ``engine.json`` names the engine export chose)."""
-        path = resolve_engine_path(Path(path))
+        given = Path(path)
+        path = resolve_engine_path(given, device)
         if not path.is_file():
             raise RegenrtError(f"engine {str(path)!r} does not exist or is not a file; build one with export-engine.")
         if device not in DEVICES:
@@ -76,10 +77,11 @@ class Engine:
             raise RegenrtError(f"{path.name} carries no regenrt metadata; re-export it with export-engine.")
         available = backend.devices()
         if not available:
+            other = ("--device cpu runs the CPU engine recorded beside it" if given.is_dir()
+                     else "use another artefact of the export (e.g. model.onnx)")
             raise MissingDependencyError(
                 f"{path.name} needs the {backend.name} backend, which cannot run here (not installed, or no device "
-                f"for it); install `pip install regenrt[{backend.extra}]` on a machine that can run it, or use another "
-                "artefact of the export (e.g. model.onnx)."
+                f"for it); install `pip install regenrt[{backend.extra}]` on a machine that can run it, or {other}."
             )
         if device == "auto":
             device = "cuda" if "cuda" in available else "cpu"
@@ -144,8 +146,9 @@ class Engine:
 ENGINE_RECORD = "engine.json"
 
 
-def resolve_engine_path(path: Path) -> Path:
-    """A directory made by export-engine -> the artefact its ``engine.json`` records; a file -> itself."""
+def resolve_engine_path(path: Path, device: str = "auto") -> Path:
+    """A directory made by export-engine -> the artefact its ``engine.json`` records (with ``device="cpu"``, the
+    CPU engine recorded beside a GPU engine); a file -> itself."""
     if not path.is_dir():
         return path
     record = path / ENGINE_RECORD
@@ -153,12 +156,29 @@ def resolve_engine_path(path: Path) -> Path:
         raise RegenrtError(f"{str(path)!r} is a directory without {ENGINE_RECORD}; pass an artefact file "
                            "(model.onnx, model.fp16.onnx, model.openvino.xml) or re-export with export-engine.")
     try:
-        name = json.loads(record.read_text())["engine"]
-    except (ValueError, KeyError, TypeError):
+        entry = json.loads(record.read_text())
+        gpu_engine, cpu_engine = entry.get("device") == "cuda", entry.get("cpu_engine") or {}
+        name, cpu_name = entry["engine"], cpu_engine.get("engine")
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise RegenrtError(f"{record} is damaged (no 'engine' entry); re-export with export-engine.") from None
+    if gpu_engine and device == "cpu" and cpu_name:
+        name = cpu_name
+    elif gpu_engine and device == "auto" and not _cuda_visible():
+        raise MissingDependencyError(
+            f"this export's engine is {name}, built for an NVIDIA GPU, and no GPU is visible here; "
+            + (f"pass --device cpu (device='cpu') to run its CPU engine {cpu_name}." if cpu_name
+               else "re-export on this machine for a CPU engine."))
     if Path(name).name != name:
         raise RegenrtError(f"{record} names {name!r}, which is not a file of that directory.")
     return path / name
+
+
+def _cuda_visible() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _onnx_devices() -> list[str]:
@@ -225,7 +245,7 @@ def _tensorrt_devices() -> list[str]:
 def _tensorrt_open(path: Path, device: str):
     from .backends.tensorrt import TensorRTRunner
 
-    return TensorRTRunner(path)
+    return TensorRTRunner(path, cuda_graphs=_cuda_graphs())
 
 
 def _tensorrt_metadata(path: Path) -> dict:
@@ -240,7 +260,12 @@ register_backend(Backend("tensorrt", (".engine",), _tensorrt_open, _tensorrt_dev
 def _torch_open(path: Path, device: str):
     from .backends.pytorch import TorchRunner
 
-    return TorchRunner(path, device, cuda_graphs=os.environ.get("REGENRT_CUDA_GRAPHS", "1") != "0")
+    return TorchRunner(path, device, cuda_graphs=_cuda_graphs())
+
+
+def _cuda_graphs() -> bool:
+    """CUDA graphs per input shape for GPU runners: on unless REGENRT_CUDA_GRAPHS=0."""
+    return os.environ.get("REGENRT_CUDA_GRAPHS", "1") != "0"
 
 
 def _torch_metadata(path: Path) -> dict:
