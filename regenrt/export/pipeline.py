@@ -35,14 +35,12 @@ from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, open_f
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, check_model, export_onnx
 from .parity import Tolerances, compare, format_table, judge
+from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
 
-ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "openvino": "model.openvino.xml",
-                  **GPU_ARTEFACTS}
 REPORT_NAME = "parity.json"
 ENGINE_RECORD = "engine.json"
 PRECISIONS = {"fp32": ("fp32",), "fp16": ("fp32", "fp16")}
 CPU_ENGINES = ("auto", "onnxruntime", "openvino")
-SELECTION_RUNS = 5
 
 
 @dataclass
@@ -256,57 +254,8 @@ def _files(path: Path) -> list[Path]:
     return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else files_of(path)
 
 
-def _median_ms(run: Callable, x: np.ndarray) -> float:
-    """Median wall time of ``run(x)`` over SELECTION_RUNS calls after a warm-up (host in, host out)."""
-    run(x)
-    times = []
-    for _ in range(SELECTION_RUNS):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
-def _gpu_record(kind: str, runner, x: np.ndarray, cpu_record: dict, log: Callable[[str], None] | None) -> dict:
-    """engine.json for a verified GPU engine: it is the engine; the CPU choice stays beside it (--device cpu)."""
-    import torch
-
-    latency = _median_ms(runner.infer, x)
-    if log:
-        log(f"      {ARTEFACT_NAMES[kind]} (fp16, {torch.cuda.get_device_name(0)}): {latency:.1f} ms")
-    return {"engine": ARTEFACT_NAMES[kind], "backend": kind, "precision": "fp16", "device": "cuda",
-            "chosen_by": "GPU engine (an NVIDIA GPU is visible)", "latency_ms": {ARTEFACT_NAMES[kind]: round(latency, 3)},
-            "measured_shape": list(x.shape), "gpu": torch.cuda.get_device_name(0), "cpu_engine": cpu_record}
-
-
-def _select_engine(paths: dict[str, Path], precision_of: dict[str, str], x: np.ndarray, cpu_engine: str,
-                   log: Callable[[str], None] | None, runners: dict) -> dict:
-    """Time every verified artefact on ``x`` (median of SELECTION_RUNS after a warm-up) and pick the engine."""
-    latency = {}
-    for kind, path in paths.items():
-        latency[kind] = _median_ms(runners[kind].infer, x)
-        if log:
-            log(f"      {ARTEFACT_NAMES[kind]} ({precision_of[kind]}): {latency[kind]:.1f} ms")
-    wanted = [k for k in latency if (cpu_engine == "openvino") == (k == "openvino")] if cpu_engine != "auto" else list(latency)
-    if not wanted:
-        return {}
-    best = min(wanted, key=latency.get)
-    return {"engine": ARTEFACT_NAMES[best], "backend": "openvino" if best == "openvino" else "onnxruntime",
-            "precision": precision_of[best], "device": "cpu", "chosen_by": cpu_engine if cpu_engine != "auto"
-            else "fastest verified artefact, measured here", "latency_ms": {ARTEFACT_NAMES[k]: round(v, 3)
-            for k, v in latency.items()}, "measured_shape": list(x.shape), "cpu": _cpu_name()}
-
-
-def _cpu_name() -> str:
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _base_metadata(p: _Plan) -> dict:
@@ -327,8 +276,6 @@ def _base_metadata(p: _Plan) -> dict:
 
 
 def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResult:
-    from ..runtime.backends.onnxruntime import OnnxRuntimeRunner
-
     model, task_obj, config, shape, seed = p.model, p.task, p.loaded.config, p.shape, p.seed
     base = _base_metadata(p)
     steps(f"exporting FP32 ONNX (opset {OPSET}, {p.exporter} exporter)")
@@ -398,10 +345,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     steps(f"choosing the engine ({'fastest verified' if p.cpu_engine == 'auto' else p.cpu_engine}, "
           f"batch 1 {'x'.join(map(str, shape[1:]))})")
     verified = {k: v for k, v in paths.items() if k not in failed and k not in GPU_ARTEFACTS}
-    engine = _select_engine(verified, precision_of, cases[1][1], p.cpu_engine, steps.log,
+    engine = select_cpu_engine(verified, precision_of, cases[1][1], p.cpu_engine, steps.log,
                             {k: r for k, r in runners.items() if k in verified})
     if p.gpu_kind and p.gpu_kind not in failed:
-        engine = _gpu_record(p.gpu_kind, runners[p.gpu_kind], cases[1][1], engine, steps.log)
+        engine = gpu_record(p.gpu_kind, runners[p.gpu_kind], cases[1][1], engine, steps.log)
 
     steps("publishing artefacts")
     published = {}
