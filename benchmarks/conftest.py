@@ -164,6 +164,14 @@ def summary_lines(benchmarks) -> list[str]:
             lines.append(f"| {kernel} | {shape} | {t['numba']:.2f} | {t['copy']:.2f} | {t['numba'] / t['copy']:.2f} | "
                          f"{t.get('numpy', float('nan')) / t['numba']:.1f} | {t.get('opencv', float('nan')):.2f} | "
                          f"{100 * t['copy'] / t['numba']:.0f} |")
+        gpu_rows = [(g, t) for g, t in sorted(by_group.items()) if "cuda" in t and "d2d-copy" in t]
+        if gpu_rows:
+            lines += ["", "| CUDA kernel | batch×size | kernel ms | device-to-device copy ms | % of copy bandwidth "
+                          "(goal ≥ 60) |", "|---|---|---|---|---|"]
+            for group, t in gpu_rows:
+                _, _, kernel, shape = group.split(" ")
+                lines.append(f"| {kernel} | {shape} | {t['cuda']:.3f} | {t['d2d-copy']:.3f} | "
+                             f"{100 * t['d2d-copy'] / t['cuda']:.0f} |")
     e2e = [b for b in benchmarks if b.extra_info.get("end_to_end")]
     if e2e:
         lines += ["", "| end to end | items | run-infer items/s | engine-only items/s | ratio (goal ≥ 0.9) |",
