@@ -193,7 +193,10 @@ def _onnx_devices() -> list[str]:
 def _onnx_open(path: Path, device: str):
     from .backends.onnxruntime import OnnxRuntimeRunner
 
-    providers = ("CUDAExecutionProvider",) if device == "cuda" else ("CPUExecutionProvider",)
+    providers = ("CPUExecutionProvider",)
+    if device == "cuda":  # TensorRT EP only on request: onnxruntime-gpu lists it even where TensorRT is absent
+        providers = (("TensorrtExecutionProvider",) if os.environ.get("REGENRT_ORT_TENSORRT") == "1" else ()) \
+            + ("CUDAExecutionProvider",)
     runner = OnnxRuntimeRunner(path, providers)
     runner.activate()
     return runner.single()

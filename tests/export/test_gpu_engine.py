@@ -100,6 +100,9 @@ def test_onnxruntime_gpu_provider_missing_or_dropped_is_loud(pix2pix_engine_dir)
             OnnxRuntimeRunner(pix2pix_engine_dir / "model.onnx", ("CUDAExecutionProvider",)).activate()
         with pytest.raises(MissingDependencyError, match="offers only"):
             Engine.load(pix2pix_engine_dir / "model.onnx", device="cuda")
+        with pytest.raises(MissingDependencyError, match="TensorrtExecutionProvider.*not available"):
+            OnnxRuntimeRunner(pix2pix_engine_dir / "model.onnx",
+                              ("TensorrtExecutionProvider", "CUDAExecutionProvider")).activate()
     # what ONNX Runtime does when CUDA libraries fail to load: the session silently runs on the CPU provider
     with pytest.raises(MissingDependencyError, match="could not start \\['CUDAExecutionProvider'\\].*Not falling back"):
         check_providers(("CUDAExecutionProvider", "CPUExecutionProvider"), ["CPUExecutionProvider"], "model.onnx")
