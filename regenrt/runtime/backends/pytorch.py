@@ -146,7 +146,7 @@ class TorchRunner:
 
 def _check_replay(torch, graph, inp, out, forward, stream) -> None:
     """Replay must overwrite the output: poison it with NaN, replay on a fresh input, compare with eager."""
-    probe = torch.randn(inp.shape, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    probe = torch.randn(inp.shape, device="cuda", generator=torch.Generator(device="cuda").manual_seed(0))
     inp.copy_(probe)
     out.fill_(float("nan"))
     graph.replay()
