@@ -181,6 +181,16 @@ def _cuda_visible() -> bool:
     return torch.cuda.is_available()
 
 
+def _lazy(module: str, name: str) -> Callable:
+    """``regenrt.runtime.backends.<module>.<name>``, imported on first call: backends stay unimported until used."""
+    def call(*args):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.backends.{module}"), name)(*args)
+
+    return call
+
+
 def _onnx_devices() -> list[str]:
     try:
         import onnxruntime
@@ -227,13 +237,9 @@ def _openvino_open(path: Path, device: str):
     return OpenVinoRunner(path)
 
 
-def _openvino_metadata(path: Path) -> dict:
-    from .backends.openvino import read_metadata
 
-    return read_metadata(path)
-
-
-register_backend(Backend("openvino", (".xml",), _openvino_open, _openvino_devices, _openvino_metadata, "openvino"))
+register_backend(Backend("openvino", (".xml",), _openvino_open, _openvino_devices, _lazy("openvino", "read_metadata"),
+                         "openvino"))
 
 
 def _tensorrt_devices() -> list[str]:
@@ -251,13 +257,9 @@ def _tensorrt_open(path: Path, device: str):
     return TensorRTRunner(path, cuda_graphs=_cuda_graphs())
 
 
-def _tensorrt_metadata(path: Path) -> dict:
-    from .backends.tensorrt import read_metadata
 
-    return read_metadata(path)
-
-
-register_backend(Backend("tensorrt", (".engine",), _tensorrt_open, _tensorrt_devices, _tensorrt_metadata, "tensorrt"))
+register_backend(Backend("tensorrt", (".engine",), _tensorrt_open, _tensorrt_devices,
+                         _lazy("tensorrt", "read_metadata"), "tensorrt"))
 
 
 def _torch_open(path: Path, device: str):
@@ -271,16 +273,7 @@ def _cuda_graphs() -> bool:
     return os.environ.get("REGENRT_CUDA_GRAPHS", "1") != "0"
 
 
-def _torch_metadata(path: Path) -> dict:
-    from .backends.pytorch import read_metadata
-
-    return read_metadata(path)
 
 
-def _torch_devices() -> list[str]:
-    from .backends.pytorch import torch_devices
-
-    return torch_devices()
-
-
-register_backend(Backend("torch", (".torch.pt",), _torch_open, _torch_devices, _torch_metadata, "cuda"))
+register_backend(Backend("torch", (".torch.pt",), _torch_open, _lazy("pytorch", "torch_devices"),
+                         _lazy("pytorch", "read_metadata"), "cuda"))
