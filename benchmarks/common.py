@@ -45,6 +45,8 @@ MODELS = {
                                         {"encoder": "resnet50", "in_channels": 1, "classes": 1}, "phase-recovery"),
     "deeplabv3plus_r50_3ch": BenchModel("deeplabv3plus_r50_3ch", "deeplabv3plus",
                                         {"encoder": "resnet50", "in_channels": 3, "classes": 1}, "phase-recovery"),
+    "deeplabv3plus_r50_seg6": BenchModel("deeplabv3plus_r50_seg6", "deeplabv3plus",
+                                         {"encoder": "resnet50", "in_channels": 3, "classes": 6}, "segmentation"),
     "unet_256_ngf64": BenchModel("unet_256_ngf64", "unet_256", {"ngf": 64}, "inpainting", fixed_hw=(256, 256)),
 }
 

@@ -128,6 +128,45 @@ def _median_ms(bench) -> float:
     return float(np.median(bench.stats.data)) * 1e3
 
 
+def _quality(e: dict) -> str:
+    parity = e["parity"]
+    text = f"PSNR {parity['psnr_db']:.1f} dB" if e["precision"] != "fp32" else f"rel {parity['rel_max']:.1e}"
+    if e["model"].endswith("seg6"):
+        text += f", argmax {parity['argmax_agreement']:.2%}"
+    return text + ("" if e.get("parity_passed", True) else " (FAILS the gate)")
+
+
+# issue 11's goals: regenrt's engine vs the peer, at the gate's accuracy (BF16 CPU: vs OpenVINO default; AVX2-only
+# CPU: vs the best of OpenVINO default and ONNX Runtime)
+BF16_GOALS = {"deeplabv3plus_r50_seg6": 1.6, "unet_256_ngf64": 2.5, "deeplabv3plus_r50_1ch": 0.9}
+
+
+def goal_lines(models) -> list[str]:
+    bf16 = bool(set(_cpu_facts().get("cpu_flags", [])) & {"avx512_bf16", "amx_bf16"})
+    by_group: dict = {}
+    for b in models:
+        by_group.setdefault(b.group, {})[b.extra_info["backend"]] = b
+    lines = ["", f"Goals ({'CPU with BF16: regenrt engine / OpenVINO default' if bf16 else 'AVX2-only CPU: regenrt engine / best of OpenVINO default and ONNX Runtime'}, batch 1 p50):",
+             "| model | shape | regenrt engine | its precision | peer ms | ratio | goal | parity of ours | peer passes gate | met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for group, rows in sorted(by_group.items()):
+        ours, default = rows.get("regenrt-engine"), rows.get("openvino-default")
+        if ours is None or default is None or ours.extra_info["shape"][0] != 1:
+            continue
+        peers = [default] + ([rows["onnxruntime-fp32"]] if not bf16 and "onnxruntime-fp32" in rows else [])
+        peer = min(peers, key=_median_ms)
+        ratio = _median_ms(peer) / _median_ms(ours)
+        goal = BF16_GOALS.get(ours.extra_info["model"], 1.0) if bf16 else 1.0
+        passed = ours.extra_info.get("parity_passed", False)
+        n, c, h, w = ours.extra_info["shape"]
+        lines.append(f"| {ours.extra_info['model']} | {n}×{c}×{h}×{w} | {ours.extra_info['versions'].get('engine')} | "
+                     f"{ours.extra_info['precision']} | {_median_ms(peer):.1f} ({peer.extra_info['backend']}) | "
+                     f"{ratio:.2f} | ≥ {goal} | {_quality(ours.extra_info)} | "
+                     f"{'yes' if default.extra_info.get('parity_passed') else 'no'} | "
+                     f"{'yes' if ratio >= goal and passed else 'NO'} |")
+    return lines
+
+
 def summary_lines(benchmarks) -> list[str]:
     facts, versions = _cpu_facts(), _versions()
     lines = [f"Machine: {facts.get('cpu', '?')}, {facts.get('cores')} cores, flags {' '.join(facts.get('cpu_flags', []))}; "
@@ -137,18 +176,22 @@ def summary_lines(benchmarks) -> list[str]:
         lines.append("Measured matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in _PEAK.items()))
     models = [b for b in benchmarks if b.extra_info.get("model") and b.stats]
     if models:
-        lines += ["", "| model | batch×C×H×W | backend | precision | p50 ms | p90 ms | p99 ms | × eager | GFLOP/s | % peak | parity |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| model | batch×C×H×W | backend | precision | p50 ms | p90 ms | p99 ms | × eager | × OpenVINO default | "
+                      "GFLOP/s | % peak | parity |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         eager = {b.group: _median_ms(b) for b in models if b.extra_info["backend"] == "torch-eager-fp32"}
+        peer = {b.group: _median_ms(b) for b in models if b.extra_info["backend"] == "openvino-default"}
         for b in sorted(models, key=lambda b: (b.group, b.extra_info["backend"])):
             e = b.extra_info
             parity = e["parity"]
-            quality = (f"PSNR {parity['psnr_db']:.1f} dB" if e["precision"] != "fp32" else f"rel {parity['rel_max']:.1e}")
+            quality = _quality(e)
             speedup = eager.get(b.group, float("nan")) / _median_ms(b)
+            vs_peer = peer.get(b.group, float("nan")) / _median_ms(b)
             n, c, h, w = e["shape"]
             lines.append(f"| {e['model']} | {n}×{c}×{h}×{w} | {e['backend']} | {e['precision']} | {e.get('p50_ms', 0):.1f} | "
-                         f"{e.get('p90_ms', 0):.1f} | {e.get('p99_ms', 0):.1f} | {speedup:.2f} | {e.get('gflops', 0):.0f} | "
-                         f"{e.get('pct_of_peak') or 0:.0f} | {quality} |")
+                         f"{e.get('p90_ms', 0):.1f} | {e.get('p99_ms', 0):.1f} | {speedup:.2f} | {vs_peer:.2f} | "
+                         f"{e.get('gflops', 0):.0f} | {e.get('pct_of_peak') or 0:.0f} | {quality} |")
+        lines += goal_lines(models)
     kernels = [b for b in benchmarks if b.extra_info.get("kernel") and b.stats]
     if kernels:
         lines += ["", "| kernel | batch×size | numba ms | copy ms | numba / copy (goal ≤ 2) | NumPy / numba (goal ≥ 5) | "

@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the engine recorded in engine.json for `run-infer --engine DIR`: auto = also convert to "
                              "OpenVINO IR when OpenVINO is installed (BF16 inference where the CPU has BF16) and pick "
                              "the fastest artefact that passed the parity gate, timed here at batch 1 (default auto)")
+    export.add_argument("--int8", choices=["auto", "on", "off"], default="auto",
+                        help="OpenVINO INT8 candidate by NNCF post-training quantization, calibrated on task inputs "
+                             "and --samples; judged by the same gate, chosen only when it passes and is fastest; "
+                             "when refused, layers costing the most accuracy are kept unquantized (said in the "
+                             "summary). auto (default): when NNCF and OpenVINO are installed; on: require them; "
+                             "off: no INT8 candidate")
+    export.add_argument("--run-batch", type=int, default=8, metavar="N",
+                        help="batch size the engine choice is timed at (run-infer's --batch-size, default 8), with "
+                             "run-infer's concurrency (OpenVINO: throughput hint and its infer requests)")
     gpu = parser.add_argument_group("GPU engine (NVIDIA)")
     gpu.add_argument("--gpu-engine", choices=["auto", "tensorrt", "torch", "none"], default="auto",
                      help="auto (default): when an NVIDIA GPU is visible, build a TensorRT FP16 engine (model.engine "
@@ -132,7 +141,7 @@ def _export(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle, state_key=args.state_key, exporter=args.exporter,
         tolerances=Tolerances(args.fp32_tol, args.min_psnr, args.min_argmax),
         parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed,
-        cpu_engine=args.cpu_engine, log=log,
+        cpu_engine=args.cpu_engine, int8=args.int8, run_batch=args.run_batch, log=log,
         gpu=GpuOptions(args.gpu_engine, args.max_batch, Path(args.timing_cache) if args.timing_cache else None,
                        args.version_compatible, args.hardware_compatible),
     )
@@ -142,14 +151,34 @@ def _export(args: argparse.Namespace) -> int:
         print(format_table(result.report["rows"]))
         print(f"\nparity gate passed; published to {result.output_dir}: "
               + ", ".join(p.name for p in result.artefacts.values()) + ", parity.json, engine.json")
+        print(candidate_lines(result.report.get("candidates", {}), result.engine))
         e = result.engine
-        print(f"engine: {e['engine']} ({e['backend']}, {e['precision']}, {e['chosen_by']}: "
-              + ", ".join(f"{k} {v:.1f} ms" for k, v in e["latency_ms"].items())
-              + f"); run it with `run-infer --engine {result.output_dir}`")
+        print(f"engine: {e['engine']} ({e['backend']}, {e['precision']}, {e['chosen_by']}); "
+              f"run it with `run-infer --engine {result.output_dir}`")
         if e.get("cpu_engine"):
             print(f"CPU engine beside it: {e['cpu_engine']['engine']} (`run-infer --engine {result.output_dir} "
                   "--device cpu`)")
     return 0
+
+
+def candidate_lines(candidates: dict, engine: dict) -> str:
+    """One line per candidate: claimed and executed precision (from the engine's own graph), gate margin, speed."""
+    cpu = engine.get("cpu_engine", engine)
+    latency, items = cpu.get("latency_ms", {}), cpu.get("throughput_items_per_s", {})
+    lines = ["\ncandidates (precision claimed -> executed, gate margin; > 0 passes):"]
+    for entry in candidates.values():
+        name = entry["artefact"]
+        share = entry.get("proof", {}).get("mac_share") or {}
+        executes = ", ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1])) or "-"
+        speed = (f"; batch 1 {latency[name]:.1f} ms, {items[name]:.1f} items/s at batch {cpu.get('run_batch')}"
+                 if name in latency else "")
+        verdict = "passed" if entry["passed"] else "REFUSED"
+        notes = [entry.get("variant"), entry.get("claim_broken") and f"WARNING {entry['claim_broken']}",
+                 entry.get("on_this_cpu") and "GPU engines' graph, not a CPU engine"]
+        chosen = "  <- engine" if name == cpu.get("engine") else ""
+        lines.append(f"  {name}: {entry['precision']} -> {executes}; {verdict}, margin {entry['margin']:+.2f}{speed}"
+                     + "".join(f"; {n}" for n in notes if n) + chosen)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..kernels import get_kernels
     from ..runtime import Engine, RunOptions, run_directory
 
-    engine = Engine.load(args.engine, device=args.device)
+    engine = Engine.load(args.engine, device=args.device, mode="throughput")
     if not args.quiet:
         print(engine.describe(), file=sys.stderr)
     options = RunOptions(

@@ -27,7 +27,15 @@ def embed_metadata(model: onnx.ModelProto, metadata: dict) -> None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The regenrt metadata of an ONNX file; an empty dict when it has none."""
+    """The regenrt metadata of any artefact (ONNX, OpenVINO IR, TensorRT engine, torch artefact), read through
+    the backend registry; an empty dict when it has none."""
+    from ..runtime.engine import read_metadata as read_any
+
+    return read_any(path)
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict:
+    """The regenrt metadata of an ONNX file (``metadata_props["regenrt"]``); an empty dict when it has none."""
     model = onnx.load(str(path), load_external_data=False)
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:

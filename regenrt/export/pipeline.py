@@ -30,11 +30,12 @@ from ..errors import ArchitectureError, InputError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
 from ..tasks import get_task, load_sample
-from .fp16 import convert_to_fp16
+from .candidates import BuildContext, Candidate, candidates_for
+from .gate import run_gate
 from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, open_for_gate, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, check_model, export_onnx
-from .parity import Tolerances, compare, format_table, judge
+from .parity import Tolerances, format_table
 from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
 
 REPORT_NAME = "parity.json"
@@ -63,6 +64,8 @@ class _Plan:
     calibration_samples: int
     seed: int
     cpu_engine: str
+    int8: bool = False
+    run_batch: int = 8
     gpu_kind: str | None = None
     gpu: GpuOptions = GpuOptions()
     rebuild: str = ""
@@ -162,7 +165,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                       state_key: str | None = None, exporter: str = "torchscript",
                       tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
                       calibration_samples: int = 8, seed: int = 0, cpu_engine: str = "auto",
-                      gpu: GpuOptions = GpuOptions(), log: Callable[[str], None] | None = None) -> ExportResult:
+                      int8: str = "auto", run_batch: int = 8, gpu: GpuOptions = GpuOptions(), log: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``checkpoint`` to verified artefacts in ``output_dir`` (see module docstring).
 
     ``cpu_engine``: ``auto`` also converts to OpenVINO when it is installed and records the fastest verified
@@ -185,7 +188,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     gpu_kind = resolve_gpu_engine(gpu.engine)
     if gpu_kind == "tensorrt" and "fp16" not in precisions:
         raise InputError("a TensorRT engine is built from the FP16 graph: use --precision fp16 (the default).")
-    steps = _Steps(4 + len(precisions) + with_openvino + bool(gpu_kind), log)
+    use_int8 = _resolve_int8(int8, with_openvino)
+    if run_batch < 1:
+        raise InputError(f"run_batch must be a positive batch size, got {run_batch}.")
+    steps = _Steps(6 + bool(gpu_kind), log)
     steps(f"loading {checkpoint}")
     ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
     loaded = build_from_state_dict(ckpt.state_dict, arch, overrides)
@@ -213,7 +219,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = _Plan(ckpt, loaded, model, task_obj, shape, multiple, dynamic_hw, mode, exporter, precisions, samples,
                  tolerances, parity_samples, calibration_samples, seed,
-                 cpu_engine if cpu_engine != "auto" or with_openvino else "onnxruntime", gpu_kind, gpu,
+                 cpu_engine if cpu_engine != "auto" or with_openvino else "onnxruntime", use_int8, run_batch,
+                 gpu_kind, gpu,
                  _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu))
     work = Path(tempfile.mkdtemp(prefix=".regenrt-export-", dir=out_dir))
     try:
@@ -239,6 +246,30 @@ def _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mo
     parts += ["--version-compatible"] if gpu.version_compatible else []
     parts += ["--hardware-compatible"] if gpu.hardware_compatible else []
     return shlex.join(parts)
+
+
+INT8_CHOICES = ("auto", "on", "off")
+
+
+def _resolve_int8(choice: str, with_openvino: bool) -> bool:
+    """auto: an INT8 candidate when OpenVINO and NNCF are installed and the CPU runs INT8; on: require them."""
+    if choice not in INT8_CHOICES:
+        raise InputError(f"int8 must be one of {INT8_CHOICES}, got {choice!r}.")
+    if choice == "off":
+        return False
+    from .int8 import have_nncf, import_nncf
+
+    if choice == "on":
+        if not with_openvino:
+            raise InputError("--int8 on builds an OpenVINO INT8 candidate: it needs --cpu-engine auto or openvino "
+                             "and OpenVINO installed (`pip install regenrt[openvino]`).")
+        import_nncf()  # raises with the install command
+        return True
+    if not (with_openvino and have_nncf()):
+        return False
+    from ..runtime.backends.openvino import cpu_has_int8
+
+    return cpu_has_int8()
 
 
 def _have_openvino() -> bool:
@@ -284,28 +315,19 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                         spatial_multiple=p.multiple, exporter=p.exporter)
     embed_metadata(graph, {**base, "precision": "fp32"})
     onnx.save(graph, str(fp32_path))
-    paths = {"fp32": fp32_path}
-    if "fp16" in p.precisions:
-        steps(f"converting to FP16 (calibrated on {p.calibration_samples} task inputs)")
-        n, c, h, w = shape
-        calib = task_obj.make_inputs(config, p.calibration_samples, h, w, seed + 1000)
-        batches = [{INPUT_NAME: calib[i:i + 2]} for i in range(0, len(calib), 2)]
-        fp16_graph, summary = convert_to_fp16(onnx.load(str(fp32_path)), batches)
-        fp16_graph = check_model(fp16_graph, "the FP16 graph")
-        embed_metadata(fp16_graph, {**base, "precision": "fp16", "fp16": summary,
-                                    "derived_from_sha256": sha256_file(fp32_path)})
-        paths["fp16"] = work / ARTEFACT_NAMES["fp16"]
-        onnx.save(fp16_graph, str(paths["fp16"]))
 
-    precision_of = {k: k for k in paths}
-    if p.cpu_engine in ("auto", "openvino"):
-        from ..runtime.backends.openvino import convert, cpu_precisions
-
-        precision_of["openvino"] = cpu_precisions()[0]
-        steps(f"converting to OpenVINO IR ({precision_of['openvino']} inference on this CPU)")
-        paths["openvino"] = convert(fp32_path, work / ARTEFACT_NAMES["openvino"],
-                                    {**base, "precision": precision_of["openvino"],
-                                     "derived_from_sha256": sha256_file(fp32_path)})
+    cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
+    ctx = BuildContext(work, fp32_path, base, _calibration(p, cases), p.precisions,
+                       openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log)
+    steps(f"building candidates (calibrated on {len(ctx.calibration)} task inputs): "
+          + ", ".join(c.key for c in candidates_for(ctx)))
+    built: dict[str, tuple[Candidate, Path]] = {}
+    for candidate in candidates_for(ctx):
+        path = candidate.build(ctx, candidate)
+        if path is not None:
+            built[candidate.key] = (candidate, path)
+    paths = {key: path for key, (_, path) in built.items()}
+    precision_of = {key: c.precision(ctx) for key, (c, _) in built.items()}
 
     if p.gpu_kind:
         name = "TensorRT FP16 engine" if p.gpu_kind == "tensorrt" else \
@@ -317,38 +339,28 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
             dynamic_hw=p.dynamic_hw, multiple=p.multiple, options=p.gpu, rebuild=p.rebuild)
         precision_of[p.gpu_kind] = "fp16"
 
-    steps("parity gate: PyTorch FP32 vs every artefact")
-    from ..runtime.engine import backend_for
-
-    cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
+    steps("parity gate: PyTorch FP32 vs every artefact, in the precision it claims")
     with torch.no_grad():
         references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
-    rows = []
-    runners = {}
-    for kind, path in paths.items():
-        runners[kind] = open_for_gate(kind, path) if kind in GPU_ARTEFACTS else backend_for(path).open(path, "cpu")
-        run = runners[kind].infer
-        prec = precision_of[kind]
-        for (case, x), ref in zip(cases, references):
-            row = {"artefact": path.name, "precision": prec, "case": case, "output": "output", **compare(ref, run(x))}
-            row["passed"], row["criterion"], row["margin"] = judge(row, prec, task_obj.metric, p.tolerances)
-            rows.append(row)
+    gate = run_gate(paths, precision_of, built, ctx, cases, references, task_obj.metric, p.tolerances, steps.log)
+    rows, failed = gate.rows, gate.failed
     worst = min(rows, key=lambda r: r["margin"])
-    report = {"passed": all(r["passed"] for r in rows), "tolerances": p.tolerances.as_dict(),
-              "metric": task_obj.metric, "rows": rows, "worst": worst, "checkpoint_sha256": p.ckpt.sha256}
-    failed = sorted({kind for kind, path in paths.items() if any(not r["passed"] for r in rows
-                                                                  if r["artefact"] == path.name)})
+    hard = sorted(k for k in failed if k not in gate.optional)
+    report = {"passed": not hard,
+              "tolerances": p.tolerances.as_dict(), "metric": task_obj.metric, "rows": rows, "worst": worst,
+              "checkpoint_sha256": p.ckpt.sha256, "candidates": gate.summary}
     if p.gpu_kind:
         record_parity(p.gpu_kind, paths[p.gpu_kind], _finite([r for r in rows if r["artefact"] == paths[
             p.gpu_kind].name]), p.gpu_kind not in failed)
 
-    steps(f"choosing the engine ({'fastest verified' if p.cpu_engine == 'auto' else p.cpu_engine}, "
-          f"batch 1 {'x'.join(map(str, shape[1:]))})")
-    verified = {k: v for k, v in paths.items() if k not in failed and k not in GPU_ARTEFACTS}
-    engine = select_cpu_engine(verified, precision_of, cases[1][1], p.cpu_engine, steps.log,
-                            {k: r for k, r in runners.items() if k in verified})
+    steps(f"choosing the engine ({'fastest verified' if p.cpu_engine == 'auto' else p.cpu_engine}: batch 1 latency, "
+          f"throughput at run-infer's batch {p.run_batch})")
+    cpu_ok = {k: v for k, v in paths.items() if k not in failed and k not in GPU_ARTEFACTS
+              and built[k][0].cpu_engine and not gate.summary[k].get("claim_broken")}
+    engine = select_cpu_engine(cpu_ok, precision_of, built, cases[1][1], p.run_batch, p.cpu_engine, steps.log,
+                               gate.summary)
     if p.gpu_kind and p.gpu_kind not in failed:
-        engine = gpu_record(p.gpu_kind, runners[p.gpu_kind], cases[1][1], engine, steps.log)
+        engine = gpu_record(p.gpu_kind, gate.runners[p.gpu_kind], cases[1][1], engine, steps.log)
 
     steps("publishing artefacts")
     published = {}
@@ -361,27 +373,36 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                 os.replace(src, dst)
         if kind not in failed:
             published[kind] = final
-    report["published"] = {k: p.name for k, p in published.items()}
-    report["rejected"] = [ARTEFACT_NAMES[k] for k in failed]
+    report["published"] = {k: v.name for k, v in published.items()}
+    report["rejected"] = sorted({paths[k].name for k in failed})
     report["engine"] = engine
     (work / REPORT_NAME).write_text(json.dumps(_finite(report), indent=2))
     os.replace(work / REPORT_NAME, out_dir / REPORT_NAME)
     if engine:
-        (work / ENGINE_RECORD).write_text(json.dumps(engine, indent=2))
+        (work / ENGINE_RECORD).write_text(json.dumps(_finite(engine), indent=2))
         os.replace(work / ENGINE_RECORD, out_dir / ENGINE_RECORD)
     else:
         (out_dir / ENGINE_RECORD).unlink(missing_ok=True)
     table = format_table(rows)
     steps.finish()
     result = ExportResult(out_dir, published, report, base, table, report["rejected"], engine)
-    if failed:
-        w = worst
+    if hard:
+        w = min((r for r in rows if r["artefact"] in {paths[k].name for k in hard}), key=lambda r: r["margin"])
         raise ParityError(
             f"parity gate failed: {w['artefact']} output {w['output']!r} on {w['case']} breaks "
             f"{w['criterion']} (rel_max {w.get('rel_max', float('nan')):.3g}, PSNR {w.get('psnr_db', float('nan')):.1f} dB, "
             f"argmax {w.get('argmax_agreement', float('nan')):.2%}); rejected {', '.join(report['rejected'])} "
             f"— not published. Report: {out_dir / REPORT_NAME}", report) from None
     return result
+
+
+def _calibration(p: _Plan, cases: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """FP16 range calibration and INT8 calibration inputs: ``calibration_samples`` task-realistic inputs (another
+    seed than the gate's) and every ``--samples`` file of the export's shape."""
+    n, c, h, w = p.shape
+    synthetic = p.task.make_inputs(p.loaded.config, p.calibration_samples, h, w, p.seed + 1000).astype(np.float32)
+    user = [x for name, x in cases if name.startswith("sample ") and x.shape[1:] == (c, h, w)]
+    return np.concatenate([synthetic, *user]) if user else synthetic
 
 
 def _finite(value):

@@ -1,6 +1,6 @@
-"""Which verified artefact ``run-infer --engine DIR`` runs: every CPU artefact timed here (batch 1, median of
-``SELECTION_RUNS`` after a warm-up), the fastest (or the one asked for) recorded in ``engine.json``; a verified
-GPU engine is the engine, with the CPU choice recorded beside it.
+"""Which verified artefact ``run-infer --engine DIR`` runs: every CPU artefact timed here (batch-1 latency, and
+throughput at run-infer's batch size and concurrency), the fastest (or the kind asked for) recorded in
+``engine.json`` with every candidate's numbers; a verified GPU engine is the engine, with the CPU choice beside it.
 """
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Callable
 
 import numpy as np
 
+from .candidates import artefact_names
 from .gpu import GPU_ARTEFACTS
 
-ARTEFACT_NAMES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "openvino": "model.openvino.xml",
-                  **GPU_ARTEFACTS}
+ARTEFACT_NAMES = {**artefact_names(), **GPU_ARTEFACTS}
 SELECTION_RUNS = 5
+THROUGHPUT_ROUNDS = 3
 
 
 def median_ms(run: Callable, x: np.ndarray) -> float:
@@ -40,22 +41,68 @@ def gpu_record(kind: str, runner, x: np.ndarray, cpu_record: dict, log: Callable
             "measured_shape": list(x.shape), "gpu": torch.cuda.get_device_name(0), "cpu_engine": cpu_record}
 
 
-def select_cpu_engine(paths: dict[str, Path], precision_of: dict[str, str], x: np.ndarray, cpu_engine: str,
-                   log: Callable[[str], None] | None, runners: dict) -> dict:
-    """Time every verified artefact on ``x`` (median of SELECTION_RUNS after a warm-up) and pick the engine."""
-    latency = {}
+def throughput(runner, x: np.ndarray, requests: int, rounds: int = THROUGHPUT_ROUNDS) -> float:
+    """Items/s of ``requests`` threads each running ``rounds`` batches ``x`` (after one warm-up each), as the
+    run-infer pipeline keeps that many batches in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(n: int) -> None:
+        for _ in range(n):
+            runner.infer(x)
+
+    with ThreadPoolExecutor(requests) as pool:
+        list(pool.map(work, [1] * requests))
+        start = time.perf_counter()
+        list(pool.map(work, [rounds] * requests))
+        wall = time.perf_counter() - start
+    return requests * rounds * len(x) / wall
+
+
+def select_cpu_engine(paths: dict[str, Path], precision_of: dict[str, str], built: dict, x: np.ndarray,
+                      run_batch: int, cpu_engine: str, log: Callable[[str], None] | None, gate: dict) -> dict:
+    """Time every verified CPU artefact whose claim its proof confirms: batch-1 latency (median of
+    SELECTION_RUNS) and throughput at ``run_batch`` with the concurrency run-infer uses (OpenVINO: throughput
+    hint, as many infer requests as it asks for); the engine is the highest throughput (or the kind asked for)."""
+    from ..runtime.engine import backend_for
+
+    latency, items_s, requests = {}, {}, {}
+    batch = np.ascontiguousarray(np.repeat(x[:1], run_batch, axis=0))
     for kind, path in paths.items():
-        latency[kind] = median_ms(runners[kind].infer, x)
+        backend = backend_for(path)
+        latency[kind] = median_ms(backend.open(path, "cpu", "latency").infer, x)
+        runner = backend.open(path, "cpu", "throughput")
+        requests[kind] = max(1, int(getattr(runner, "requests", 1)))
+        items_s[kind] = throughput(runner, batch, requests[kind])
         if log:
-            log(f"      {ARTEFACT_NAMES[kind]} ({precision_of[kind]}): {latency[kind]:.1f} ms")
-    wanted = [k for k in latency if (cpu_engine == "openvino") == (k == "openvino")] if cpu_engine != "auto" else list(latency)
+            log(f"      {path.name} ({precision_of[kind]}): batch 1 {latency[kind]:.1f} ms; batch {run_batch} x "
+                f"{requests[kind]} request(s) {items_s[kind]:.1f} items/s")
+    wanted = [k for k in items_s if cpu_engine == "auto" or built[k][0].backend == cpu_engine]
     if not wanted:
         return {}
-    best = min(wanted, key=latency.get)
-    return {"engine": ARTEFACT_NAMES[best], "backend": "openvino" if best == "openvino" else "onnxruntime",
-            "precision": precision_of[best], "device": "cpu", "chosen_by": cpu_engine if cpu_engine != "auto"
-            else "fastest verified artefact, measured here", "latency_ms": {ARTEFACT_NAMES[k]: round(v, 3)
-            for k, v in latency.items()}, "measured_shape": list(x.shape), "cpu": cpu_name()}
+    best = max(wanted, key=items_s.get)
+    name = paths[best].name
+    return {"engine": name, "backend": built[best][0].backend, "precision": precision_of[best],
+            "executes": gate[best].get("proof", {}).get("mac_share"), "device": "cpu",
+            "chosen_by": cpu_engine if cpu_engine != "auto" else
+            f"highest throughput at run-infer's batch {run_batch} among verified artefacts, measured here",
+            "latency_ms": {paths[k].name: round(v, 3) for k, v in latency.items()},
+            "throughput_items_per_s": {paths[k].name: round(v, 2) for k, v in items_s.items()},
+            "infer_requests": {paths[k].name: v for k, v in requests.items()},
+            "run_batch": run_batch, "measured_shape": list(x.shape), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+            "candidates": {v["artefact"]: {k2: v.get(k2) for k2 in ("precision", "passed", "margin", "executes",
+                                                                     "claim_broken", "variant")}
+                           for v in gate.values()}}
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector/matrix extension flags that decide the engine (AVX2, AVX-512, BF16, VNNI, AMX)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx")))
+    except OSError:
+        pass
+    return []
 
 
 def cpu_name() -> str:

@@ -21,16 +21,17 @@ import numpy as np
 from ..errors import InputError, MissingDependencyError, RegenrtError
 
 DEVICES = ("auto", "cpu", "cuda")
+MODES = ("latency", "throughput")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """How to open one kind of artefact: ``open(path, device)`` -> a runner with ``infer(x) -> y`` (and, for a
+    """How to open one kind of artefact: ``open(path, device, mode)`` -> a runner with ``infer(x) -> y`` (and, for a
     runner whose buffers live on the GPU, the device interface of :mod:`regenrt.runtime.device`)."""
 
     name: str
     suffixes: tuple[str, ...]
-    open: Callable[[Path, str], Any]
+    open: Callable[..., Any]  # (path, device, mode="latency"|"throughput")
     devices: Callable[[], list[str]]
     read_metadata: Callable[[Path], dict]
     extra: str  # the pip extra that installs it
@@ -63,8 +64,10 @@ class Engine:
         self.path, self.backend, self.device, self.metadata, self.runner = path, backend, device, metadata, runner
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "auto") -> "Engine":
-        """Load an artefact file, or an export directory (its ``engine.json`` names the engine export chose)."""
+    def load(cls, path: str | os.PathLike, device: str = "auto", mode: str = "latency") -> "Engine":
+        """Load an artefact file, or an export directory (its ``engine.json`` names the engine export chose).
+        ``mode="throughput"``: compiled for several batches in flight (``engine.requests`` of them), as run-infer
+        runs it; ``latency`` (default): one request, lowest time per call."""
         given = Path(path)
         path = resolve_engine_path(given, device)
         if not path.is_file():
@@ -90,7 +93,15 @@ class Engine:
                 f"device {device!r} was requested but the {backend.name} backend here offers only {available}; "
                 f"install `pip install regenrt[{backend.extra}]` on a machine with that device, or pass --device cpu."
             )
-        return cls(path, backend, device, metadata, backend.open(path, device))
+        if mode not in MODES:
+            raise RegenrtError(f"mode must be one of {MODES}, got {mode!r}.")
+        return cls(path, backend, device, metadata, backend.open(path, device, mode))
+
+    @property
+    def requests(self) -> int:
+        """How many batches may be in flight at once (``infer`` from that many threads): OpenVINO's optimal
+        number of infer requests in throughput mode, else 1."""
+        return max(1, int(getattr(self.runner, "requests", 1)))
 
     @property
     def task(self) -> str:
@@ -140,7 +151,8 @@ class Engine:
     def describe(self) -> str:
         m = self.metadata
         return (f"{self.path.name}: {m['arch']} {m['precision']} task={m['task']} mode={m['mode']} "
-                f"backend={self.backend.name} device={self.device}")
+                f"backend={self.backend.name} device={self.device}"
+                + (f" infer-requests={self.requests}" if self.requests > 1 else ""))
 
 
 ENGINE_RECORD = "engine.json"
@@ -200,7 +212,7 @@ def _onnx_devices() -> list[str]:
     return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in providers else [])
 
 
-def _onnx_open(path: Path, device: str):
+def _onnx_open(path: Path, device: str, mode: str = "latency"):
     from .backends.onnxruntime import OnnxRuntimeRunner
 
     providers = ("CPUExecutionProvider",)
@@ -214,10 +226,16 @@ def _onnx_open(path: Path, device: str):
 
 def _onnx_metadata(path: Path) -> dict:
     try:
-        from ..export.metadata import read_metadata
+        from ..export.metadata import read_onnx_metadata
     except ImportError:
         raise MissingDependencyError("reading ONNX metadata needs `pip install regenrt[onnx]`.") from None
-    return read_metadata(path)
+    return read_onnx_metadata(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The regenrt metadata of any artefact, read by the backend that opens its kind (one reader per kind, each
+    reading only the entry regenrt itself wrote); {} when it has none."""
+    return backend_for(Path(path)).read_metadata(Path(path))
 
 
 register_backend(Backend("onnxruntime", (".onnx",), _onnx_open, _onnx_devices, _onnx_metadata, "onnx-gpu"))
@@ -231,10 +249,10 @@ def _openvino_devices() -> list[str]:
     return ["cpu"]
 
 
-def _openvino_open(path: Path, device: str):
+def _openvino_open(path: Path, device: str, mode: str = "latency"):
     from .backends.openvino import OpenVinoRunner
 
-    return OpenVinoRunner(path)
+    return OpenVinoRunner(path, mode=mode)
 
 
 
@@ -251,7 +269,7 @@ def _tensorrt_devices() -> list[str]:
     return ["cuda"] if torch.cuda.is_available() else []
 
 
-def _tensorrt_open(path: Path, device: str):
+def _tensorrt_open(path: Path, device: str, mode: str = "latency"):
     from .backends.tensorrt import TensorRTRunner
 
     return TensorRTRunner(path, cuda_graphs=_cuda_graphs())
@@ -262,7 +280,7 @@ register_backend(Backend("tensorrt", (".engine",), _tensorrt_open, _tensorrt_dev
                          _lazy("tensorrt", "read_metadata"), "tensorrt"))
 
 
-def _torch_open(path: Path, device: str):
+def _torch_open(path: Path, device: str, mode: str = "latency"):
     from .backends.pytorch import TorchRunner
 
     return TorchRunner(path, device, cuda_graphs=_cuda_graphs())

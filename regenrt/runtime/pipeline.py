@@ -74,6 +74,9 @@ class _Run:
         self.progress = progress
         self.on_device = on_device(engine)
         self._stage_lock = threading.Lock()
+        self.inflight: deque = deque()
+        self.infer_pool = ThreadPoolExecutor(engine.requests, thread_name_prefix="regenrt-infer") \
+            if engine.requests > 1 and not self.on_device else None
 
     def timed(self, stage: str, started: float) -> None:
         with self._stage_lock:
@@ -125,20 +128,36 @@ class _Run:
             self.timed("write", started)
 
     def infer(self, batch: list[Prepared], pool: ThreadPoolExecutor, writes: deque) -> None:
+        """Run one batch; with an engine that takes several batches at once (``engine.requests``, OpenVINO's
+        throughput mode) the batch goes to the inference threads and at most that many are in flight."""
+        if self.infer_pool is None:
+            self._schedule_writes(batch, self._infer_batch(batch), pool, writes)
+            return
+        self.inflight.append((batch, self.infer_pool.submit(self._infer_batch, batch)))
+        self.drain_inflight(pool, writes, self.engine.requests - 1)
+
+    def drain_inflight(self, pool: ThreadPoolExecutor, writes: deque, keep: int) -> None:
+        while len(self.inflight) > keep:
+            batch, future = self.inflight.popleft()
+            self._schedule_writes(batch, future.result(), pool, writes)
+
+    def _infer_batch(self, batch: list[Prepared]):
         started = time.perf_counter()
-        finished: list = [None] * len(batch)
         try:
             if self.on_device:  # pre-kernels, engine and post-kernels on the GPU; only results come back
-                finished = run_batch(self.engine, self.runtime, batch, self.options)
-                outputs = [None] * len(batch)
-            else:
-                outputs = self.engine.infer(np.stack([p.model_input for p in batch]))
+                return [None] * len(batch), run_batch(self.engine, self.runtime, batch, self.options)
+            return self.engine.infer(np.stack([p.model_input for p in batch])), [None] * len(batch)
         except RegenrtError as exc:
-            for p in batch:
-                self.fail(p.item.id, "infer", str(exc))
-            return
+            return exc
         finally:
             self.timed("infer", started)
+
+    def _schedule_writes(self, batch: list[Prepared], result, pool: ThreadPoolExecutor, writes: deque) -> None:
+        if isinstance(result, RegenrtError):
+            for p in batch:
+                self.fail(p.item.id, "infer", str(result))
+            return
+        outputs, finished = result
         for p, out, done in zip(batch, outputs, finished):
             writes.append((p.item.id, pool.submit(self.write, p, out, done)))
 
@@ -153,7 +172,7 @@ class _Run:
                 self.progress.update(1)
 
     def run(self, items: list[Item]) -> Summary:
-        opts, prefetch = self.options, max(2, self.options.batch_size * 2)
+        opts, prefetch = self.options, max(2, self.options.batch_size * (self.engine.requests + 1))
         groups: dict[tuple, list[Prepared]] = {}
         decodes: deque[Future] = deque()
         writes: deque = deque()
@@ -169,6 +188,7 @@ class _Run:
                     self._take(decodes.popleft().result(), groups, pool, writes)
                 for shape in list(groups):
                     self.infer(groups.pop(shape), pool, writes)
+                self.drain_inflight(pool, writes, 0)
                 self.drain_writes(writes, 0)
             except KeyboardInterrupt:
                 self.summary.interrupted = True
@@ -176,6 +196,9 @@ class _Run:
                     future.cancel()
                 pool.shutdown(wait=True, cancel_futures=True)  # writes in flight finish; each is atomic
                 self._count_finished(writes)
+            finally:
+                if self.infer_pool is not None:
+                    self.infer_pool.shutdown(wait=True, cancel_futures=True)
         return self.summary
 
     def _count_finished(self, writes: deque) -> None:

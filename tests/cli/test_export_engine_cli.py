@@ -46,7 +46,8 @@ def test_demo_end_to_end(tmp_path):
     result = cli("--demo", "inpainting", "-o", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "parity gate passed" in result.stdout and "model.fp16.onnx" in result.stdout
-    assert "[1/7] loading" in result.stderr and "[6/7] choosing the engine" in result.stderr
+    assert "[1/6] loading" in result.stderr and "[5/6] choosing the engine" in result.stderr
+    assert "candidates (precision claimed -> executed, gate margin" in result.stdout
     assert {p.name for p in (tmp_path / "demo").iterdir()} >= {"model.onnx", "model.fp16.onnx", "model.openvino.xml",
                                                                "model.openvino.bin", "parity.json", "engine.json"}
     assert f"run it with `run-infer --engine {tmp_path / 'demo'}`" in result.stdout

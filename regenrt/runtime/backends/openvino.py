@@ -23,7 +23,12 @@ import numpy as np
 from ...errors import MissingDependencyError, RegenrtError
 
 RT_INFO_KEY = "regenrt"
-PRECISIONS = {"bf16": "bf16", "fp32": "f32"}  # regenrt precision -> OpenVINO INFERENCE_PRECISION_HINT
+# regenrt precision (the claim in the metadata) -> OpenVINO INFERENCE_PRECISION_HINT. An INT8 IR carries its
+# quantized layers in the graph (FakeQuantize); every layer NNCF left unquantized runs in f32.
+PRECISIONS = {"bf16": "bf16", "fp32": "f32", "int8": "f32"}
+MODES = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+HEAVY_LAYERS = ("Convolution", "Deconvolution", "FullyConnected", "MatMul", "GroupConvolution")
+_MAC_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
 
 
 def import_openvino():
@@ -48,6 +53,10 @@ def cpu_precisions() -> list[str]:
     return (["bf16"] if "BF16" in capabilities else []) + ["fp32"]
 
 
+def cpu_has_int8() -> bool:
+    return "INT8" in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def convert(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata: dict) -> Path:
     """FP32 ONNX -> OpenVINO IR with FP32 weights and ``metadata`` in its rt_info; returns the .xml path."""
     ov = import_openvino()
@@ -58,15 +67,24 @@ def convert(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The regenrt metadata of an IR (read from the .xml alone, weights untouched); {} when it has none."""
+    """The regenrt metadata of an IR: the ``<net><rt_info><regenrt>`` entry regenrt writes, and only that one.
+
+    The ONNX frontend copies the source graph's ``metadata_props`` under ``rt_info/framework/regenrt`` (the FP32
+    graph's entry, precision ``fp32``); reading "the first ``regenrt`` element" returned that copy, and every
+    compile ran f32 while the IR claimed bf16. Read from the .xml alone, weights untouched; {} when it has none.
+    """
     _check_weights(Path(path))
     try:
-        for _, element in ElementTree.iterparse(str(path)):
-            if element.tag == RT_INFO_KEY and "value" in element.attrib:
-                return json.loads(element.attrib["value"])
-    except (ElementTree.ParseError, ValueError) as exc:
+        root = ElementTree.parse(str(path)).getroot()
+    except ElementTree.ParseError as exc:
         raise RegenrtError(f"{Path(path).name} is not a readable OpenVINO IR ({exc}); re-export it.") from None
-    return {}
+    entry = root.find(f"./rt_info/{RT_INFO_KEY}")
+    if entry is None or "value" not in entry.attrib:
+        return {}
+    try:
+        return json.loads(entry.attrib["value"])
+    except ValueError as exc:
+        raise RegenrtError(f"{Path(path).name}: its regenrt metadata is not JSON ({exc}); re-export it.") from None
 
 
 def bin_path(xml_path: Path) -> Path:
@@ -80,9 +98,12 @@ def _check_weights(xml_path: Path) -> None:
 
 
 class OpenVinoRunner:
-    """A compiled IR; ``infer`` is thread-safe (one infer request per calling thread)."""
+    """A compiled IR, in the precision its metadata claims; ``infer`` is thread-safe (one infer request per
+    calling thread). ``mode="throughput"`` compiles with the throughput hint: ``requests`` is the number of infer
+    requests OpenVINO asks for, and that many threads may call ``infer`` at once (the pipeline does)."""
 
-    def __init__(self, path: str | os.PathLike, precision: str | None = None, cache: bool = True):
+    def __init__(self, path: str | os.PathLike, precision: str | None = None, cache: bool = True,
+                 mode: str = "latency"):
         ov = import_openvino()
         self.path = Path(path)
         _check_weights(self.path)
@@ -90,17 +111,22 @@ class OpenVinoRunner:
         if cache:
             cache_dir().mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir())})
-        if precision is None:
-            precision = read_metadata(self.path).get("precision", "fp32")
+        self.metadata = read_metadata(self.path)
+        precision = precision or self.metadata.get("precision", "fp32")
         if precision not in PRECISIONS:
-            raise RegenrtError(f"{self.path.name}: OpenVINO runs precision bf16 or fp32, the engine says {precision!r}.")
+            raise RegenrtError(f"{self.path.name}: OpenVINO runs precision {', '.join(PRECISIONS)}; the engine says "
+                               f"{precision!r}.")
         if precision == "bf16" and "bf16" not in cpu_precisions():
             raise RegenrtError(f"{self.path.name} was verified with BF16 inference, which this CPU does not have; "
                                "re-export it here with export-engine (it picks what this CPU runs best).")
-        self.precision = precision
+        if mode not in MODES:
+            raise RegenrtError(f"OpenVINO mode must be one of {sorted(MODES)}, got {mode!r}.")
+        self.precision, self.mode = precision, mode
         # compiled from the model object: the cache key is its content, not its path, so the compile done while
         # exporting (in a temporary directory) is the one later loads find
-        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {"INFERENCE_PRECISION_HINT": PRECISIONS[precision]})
+        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
+            "INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": MODES[mode]})
+        self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
         self._local = threading.local()
 
     def infer(self, x: np.ndarray) -> np.ndarray:
@@ -109,3 +135,54 @@ class OpenVinoRunner:
             request = self._local.request = self.compiled.create_infer_request()
         result = request.infer({0: np.ascontiguousarray(x, np.float32)})
         return np.array(result[self.compiled.outputs[0]], np.float32, copy=True)
+
+    def proof(self) -> dict:
+        """What the compiled model executes, from its runtime (execution) graph: each heavy layer's runtime
+        precision, weighted by its MACs at the export's example shape (see :mod:`regenrt.runtime.proof`)."""
+        from ..proof import summarize
+
+        macs = _macs_by_name(self.path, self.metadata.get("input", {}).get("example_shape"))
+        layers = []
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            kind = info["layerType"].astype(str) if "layerType" in info else ""
+            if kind not in HEAVY_LAYERS:
+                continue
+            names = info["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in info else []
+            layers.append((op.get_friendly_name(), kind, info["runtimePrecision"].astype(str),
+                           sum(macs.get(n, 0) for n in names)))
+        return summarize(layers, f"OpenVINO {import_openvino().__version__} runtime model, "
+                                 f"INFERENCE_PRECISION_HINT={PRECISIONS[self.precision]}")
+
+
+def _macs_by_name(xml_path: Path, example_shape) -> dict[str, int]:
+    """MACs of every convolution/matmul of the IR at ``example_shape`` (batch 1), by friendly name."""
+    if not example_shape:
+        return {}
+    ov = import_openvino()
+    model = ov.Core().read_model(str(xml_path))
+    try:
+        model.reshape({model.inputs[0]: [1, *example_shape[1:]]})
+    except RuntimeError:
+        return {}
+    macs = {}
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in _MAC_OPS:
+            continue
+        weight = [int(d) for d in op.input_value(1).get_partial_shape().get_shape()] if \
+            op.input_value(1).get_partial_shape().is_static else []
+        out = op.get_output_partial_shape(0)
+        if not weight or not out.is_static:
+            continue
+        out_shape = [int(d) for d in out.get_shape()]
+        if kind == "ConvolutionBackpropData":  # weight (C_in, C_out, kh, kw): every input pixel meets C_out*kh*kw
+            inp = [int(d) for d in op.input_value(0).get_partial_shape().get_shape()]
+            macs[op.get_friendly_name()] = int(np.prod(inp)) * int(np.prod(weight[1:]))
+        elif kind == "MatMul":
+            macs[op.get_friendly_name()] = int(np.prod(out_shape)) * weight[-2 if len(weight) > 1 else 0]
+        elif kind == "GroupConvolution":  # weight (groups, C_out/g, C_in/g, kh, kw)
+            macs[op.get_friendly_name()] = int(np.prod(out_shape)) * int(np.prod(weight[2:]))
+        else:
+            macs[op.get_friendly_name()] = int(np.prod(out_shape)) * int(np.prod(weight[1:]))
+    return macs

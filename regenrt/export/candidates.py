@@ -1,0 +1,191 @@
+"""Export candidates: graph variant x backend x precision, each produced from the verified FP32 export and opened
+through the backend registry; the pipeline gates every one (one loop) and times the CPU ones (one loop).
+
+A candidate's ``build`` returns its artefact, or None where it does not apply on this machine or to this model
+(OpenVINO not installed, a graph pass that found nothing to rewrite, INT8 turned off). A candidate may have a
+``repair``: when the gate refuses it, ``repair`` builds a variant that keeps the layers that cost the most accuracy
+in higher precision, gated in turn (see :mod:`regenrt.export.int8`).
+
+Nothing rewritten leaks into ``model.onnx``: rewritten graphs are their own artefacts.
+
+Example::
+
+    for candidate in candidates_for(ctx):
+        path = candidate.build(ctx)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from ..hashing import sha256_file
+from .metadata import embed_metadata
+from .onnx_export import INPUT_NAME, check_model
+
+
+@dataclass
+class BuildContext:
+    """What every candidate is built from."""
+
+    work: Path
+    fp32_path: Path
+    metadata: dict  # the base regenrt metadata (no precision)
+    calibration: np.ndarray  # task-realistic inputs (and --samples of the export shape) for FP16 ranges / INT8
+    precisions: tuple[str, ...]  # asked for: ("fp32",) or ("fp32", "fp16")
+    openvino: bool  # OpenVINO candidates wanted (installed, --cpu-engine auto|openvino)
+    int8: bool  # INT8 candidates wanted (--int8 auto)
+    log: Callable[[str], None] | None = None
+    _graphs: dict[str, Path | None] = field(default_factory=dict)
+
+    def graph(self, variant: str) -> Path | None:
+        """The ONNX graph of a variant: ``export`` is model.onnx; a pass name is model.onnx rewritten by that pass
+        (None when the pass rewrote nothing). Built once, kept in the work directory, never published."""
+        if variant == "export":
+            return self.fp32_path
+        if variant == "best":  # every graph pass that rewrote something (one pass today), else the export
+            from .passes import list_passes
+
+            return next((g for g in (self.graph(p.name) for p in list_passes()) if g is not None), self.fp32_path)
+        if variant not in self._graphs:
+            from .passes import get_pass
+
+            graph, summary = get_pass(variant).apply(onnx.load(str(self.fp32_path)))
+            if not summary.get("rewritten"):
+                self._graphs[variant] = None
+            else:
+                graph = check_model(graph, f"the {variant} graph")
+                embed_metadata(graph, {**self.metadata, "precision": "fp32", "graph_passes": {variant: summary}})
+                path = self.work / f"graph.{variant}.onnx"
+                onnx.save(graph, str(path))
+                self._graphs[variant] = path
+                if self.log:
+                    self.log(f"      graph pass {variant}: {summary}")
+        return self._graphs[variant]
+
+    def derived(self, precision: str, **extra: Any) -> dict:
+        return {**self.metadata, "precision": precision, "derived_from_sha256": sha256_file(self.fp32_path), **extra}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str
+    artefact: str  # file name in the export directory
+    backend: str  # the runtime backend that opens it
+    graph: str  # graph variant: "export" or a pass name
+    precision: Callable[[BuildContext], str]  # the precision it claims (and is compiled in)
+    build: Callable[[BuildContext, "Candidate"], Path | None]
+    cpu_engine: bool = True  # may be chosen as the CPU engine
+    required: bool = False  # the export fails when the gate refuses it
+    repair: Callable[[BuildContext, "Candidate", Path, list[dict]], Path | None] | None = None
+
+
+_CANDIDATES: dict[str, Candidate] = {}
+
+
+def register_candidate(candidate: Candidate) -> Candidate:
+    _CANDIDATES[candidate.key] = candidate
+    return candidate
+
+
+def get_candidate(key: str) -> Candidate:
+    return _CANDIDATES[key]
+
+
+def list_candidates() -> list[Candidate]:
+    return list(_CANDIDATES.values())
+
+
+def artefact_names() -> dict[str, str]:
+    return {c.key: c.artefact for c in _CANDIDATES.values()}
+
+
+# --- ONNX Runtime: the faithful FP32 export, and the FP16 graph (TensorRT's source; on ONNX Runtime's CPU
+# provider its convolutions run in FP32 between casts, which the proof shows, so it is never the CPU engine)
+
+def _build_fp32(ctx: BuildContext, c: Candidate) -> Path:
+    return ctx.fp32_path
+
+
+def _build_fp16(ctx: BuildContext, c: Candidate) -> Path | None:
+    if "fp16" not in ctx.precisions:
+        return None
+    from .fp16 import convert_to_fp16
+
+    batches = [{INPUT_NAME: ctx.calibration[i:i + 2]} for i in range(0, len(ctx.calibration), 2)]
+    graph, summary = convert_to_fp16(onnx.load(str(ctx.fp32_path)), batches)
+    graph = check_model(graph, "the FP16 graph")
+    embed_metadata(graph, ctx.derived("fp16", fp16=summary))
+    path = ctx.work / c.artefact
+    onnx.save(graph, str(path))
+    return path
+
+
+def _build_rewritten(ctx: BuildContext, c: Candidate) -> Path | None:
+    """A rewritten graph as its own FP32 artefact: the FP32 gate proves the rewrite an identity (required: a pass
+    that changes the numbers is a bug, and the export fails loudly)."""
+    source = ctx.graph(c.graph)
+    if source is None:
+        return None
+    path = ctx.work / c.artefact
+    source.replace(path)
+    ctx._graphs[c.graph] = path
+    return path
+
+
+register_candidate(Candidate("fp32", "model.onnx", "onnxruntime", "export", lambda ctx: "fp32", _build_fp32,
+                             required=True))
+register_candidate(Candidate("fp16", "model.fp16.onnx", "onnxruntime", "export", lambda ctx: "fp16", _build_fp16,
+                             cpu_engine=False, required=True))
+register_candidate(Candidate("fp32-subpixel", "model.subpixel.onnx", "onnxruntime", "subpixel-convtranspose",
+                             lambda ctx: "fp32", _build_rewritten, required=True))
+
+
+# --- OpenVINO: the IR of a graph variant in the best float precision this CPU runs, and INT8 ------------------
+
+def native_precision(ctx: BuildContext | None = None) -> str:
+    from ..runtime.backends.openvino import cpu_precisions
+
+    return cpu_precisions()[0]
+
+
+def _build_openvino(ctx: BuildContext, c: Candidate) -> Path | None:
+    source = ctx.graph(c.graph) if ctx.openvino else None
+    if source is None:
+        return None
+    from ..runtime.backends.openvino import convert
+
+    extra = {"graph_passes": [c.graph]} if c.graph != "export" else {}
+    return convert(source, ctx.work / c.artefact, ctx.derived(native_precision(), **extra))
+
+
+def _build_int8(ctx: BuildContext, c: Candidate) -> Path | None:
+    if not (ctx.openvino and ctx.int8):
+        return None
+    from .int8 import quantize
+
+    source = ctx.graph(c.graph)
+    if source is None:
+        return None
+    return quantize(source, ctx.work / c.artefact, ctx, ignored=())
+
+
+def _repair_int8(ctx: BuildContext, c: Candidate, path: Path, rows: list[dict]) -> Path | None:
+    from .int8 import repair
+
+    return repair(ctx, c, path, rows)
+
+
+register_candidate(Candidate("openvino", "model.openvino.xml", "openvino", "export", native_precision,
+                             _build_openvino))
+register_candidate(Candidate("openvino-subpixel", "model.openvino.subpixel.xml", "openvino", "subpixel-convtranspose",
+                             native_precision, _build_openvino))
+register_candidate(Candidate("openvino-int8", "model.openvino.int8.xml", "openvino", "best", lambda ctx: "int8",
+                             _build_int8, repair=_repair_int8))
+
+
+def candidates_for(ctx: BuildContext) -> list[Candidate]:
+    return list_candidates()

@@ -1,0 +1,129 @@
+"""The gate loop: every candidate artefact, opened in the precision it claims, runs every parity case against
+PyTorch FP32; its execution graph is read back (the proof of what it really executes); a refused candidate that
+can be repaired (INT8: keep the costliest layers unquantized) is repaired and gated again.
+
+Required artefacts (the FP32 graph, the FP16 graph when asked for, the GPU engine) make the export fail when
+refused; optional ones (OpenVINO float and INT8 candidates) are refused, reported with their margin, and the
+export goes on with the others.
+
+Example::
+
+    gate = run_gate(paths, precision_of, built, ctx, cases, references, "image", Tolerances(), log)
+    gate.failed, gate.summary["openvino-int8"]["margin"]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..runtime.proof import check_claim
+from .gpu import GPU_ARTEFACTS, open_for_gate
+from .parity import Tolerances, compare, judge
+
+
+
+@dataclass
+class GateResult:
+    rows: list[dict] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
+    optional: set[str] = field(default_factory=set)
+    runners: dict = field(default_factory=dict)
+    summary: dict[str, dict] = field(default_factory=dict)  # key -> artefact, precision, margin, proof, ...
+
+
+def _open(kind: str, path: Path):
+    if kind in GPU_ARTEFACTS:
+        return open_for_gate(kind, path)
+    from ..runtime.engine import backend_for
+
+    return backend_for(path).open(path, "cpu")
+
+
+def _proof(runner, x: np.ndarray) -> dict | None:
+    proof = getattr(runner, "proof", None)
+    if proof is None:
+        return None
+    try:
+        return proof(x)
+    except TypeError:
+        return proof()
+
+
+def gate_one(kind: str, path: Path, precision: str, cases, references, metric: str, tol: Tolerances,
+             label: str = "") -> tuple[list[dict], object, dict]:
+    runner = _open(kind, path)
+    rows = []
+    for (case, x), ref in zip(cases, references):
+        row = {"artefact": path.name, "precision": precision, "case": case, "output": "output",
+               **compare(ref, runner.infer(x))}
+        if label:
+            row["variant"] = label
+        row["passed"], row["criterion"], row["margin"] = judge(row, precision, metric, tol)
+        rows.append(row)
+    proof = _proof(runner, cases[1][1])
+    entry = {"artefact": path.name, "precision": precision, "passed": all(r["passed"] for r in rows),
+             "margin": min(r["margin"] for r in rows), "worst_criterion": min(rows, key=lambda r: r["margin"])["criterion"]}
+    if label:
+        entry["variant"] = label
+    if proof is not None:
+        entry["proof"] = proof
+        entry["executes"] = proof["executes"]
+        entry["claim_broken"] = check_claim(precision, proof)
+    return rows, runner, entry
+
+
+def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, ctx, cases, references,
+             metric: str, tol: Tolerances, log: Callable[[str], None] | None) -> GateResult:
+    result = GateResult()
+    for kind in list(paths):
+        rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], cases, references, metric, tol)
+        result.rows += rows
+        result.runners[kind], result.summary[kind] = runner, entry
+        candidate = built.get(kind, (None,))[0]
+        if candidate is not None and not candidate.cpu_engine and entry.get("claim_broken"):
+            # the FP16 graph is the GPU engines' source; on the CPU it is gated for its numbers, never run as
+            # the engine. What the CPU makes of it is recorded, not a broken claim of the CPU engine.
+            entry["on_this_cpu"] = entry.pop("claim_broken")
+        if not (kind in GPU_ARTEFACTS or (candidate is not None and candidate.required)):
+            result.optional.add(kind)
+        _say(log, entry)
+        if entry["passed"]:
+            continue
+        result.failed.add(kind)
+        while candidate is not None and candidate.repair is not None:
+            repaired = candidate.repair(ctx, candidate, paths[kind], rows)
+            if repaired is None:
+                break
+            key = f"{kind}-mixed"
+            from ..runtime.engine import backend_for
+
+            kept = backend_for(repaired).read_metadata(repaired).get("int8", {}).get("kept_unquantized", [])
+            label = f"{len(kept)} layers kept unquantized"
+            rows, runner, entry = gate_one(key, repaired, precision_of[kind], cases, references, metric, tol, label)
+            entry["kept_unquantized"] = kept
+            result.rows += rows
+            paths[key], precision_of[key], built[key] = repaired, precision_of[kind], built[kind]
+            result.runners[key], result.summary[key] = runner, entry
+            result.optional.add(key)
+            _say(log, entry)
+            if entry["passed"]:
+                result.failed.discard(key)
+                break
+            result.failed.add(key)
+    return result
+
+
+def _say(log, entry: dict) -> None:
+    if not log:
+        return
+    verdict = "passed" if entry["passed"] else f"REFUSED ({entry['worst_criterion']})"
+    proof = entry.get("proof")
+    executes = (" executes " + ", ".join(f"{k} {v:.0%}" for k, v in proof["mac_share"].items()) + " of MACs"
+                if proof and proof.get("mac_share") else "")
+    variant = f" [{entry['variant']}]" if entry.get("variant") else ""
+    log(f"      {entry['artefact']}{variant} ({entry['precision']}): {verdict}, margin {entry['margin']:+.2f};"
+        f"{executes}" + (f" — WARNING: {entry['claim_broken']}" if entry.get("claim_broken") else "")
+        + (f" (CPU note: {entry['on_this_cpu']}; not a CPU engine candidate)" if entry.get("on_this_cpu") else ""))
