@@ -25,6 +25,7 @@ import onnx
 from ..hashing import sha256_file
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, check_model
+from .parity import Tolerances
 
 
 @dataclass
@@ -39,6 +40,8 @@ class BuildContext:
     openvino: bool  # OpenVINO candidates wanted (installed, --cpu-engine auto|openvino)
     int8: bool  # INT8 candidates wanted (--int8 auto)
     log: Callable[[str], None] | None = None
+    metric: str = "image"  # the gate's metric and tolerances (INT8 repair predicts the gate with them)
+    tolerances: Tolerances = field(default_factory=Tolerances)
     _graphs: dict[str, Path | None] = field(default_factory=dict)
 
     def graph(self, variant: str) -> Path | None:
@@ -46,10 +49,6 @@ class BuildContext:
         (None when the pass rewrote nothing). Built once, kept in the work directory, never published."""
         if variant == "export":
             return self.fp32_path
-        if variant == "best":  # every graph pass that rewrote something (one pass today), else the export
-            from .passes import list_passes
-
-            return next((g for g in (self.graph(p.name) for p in list_passes()) if g is not None), self.fp32_path)
         if variant not in self._graphs:
             from .passes import get_pass
 
@@ -170,7 +169,7 @@ def _build_int8(ctx: BuildContext, c: Candidate) -> Path | None:
     source = ctx.graph(c.graph)
     if source is None:
         return None
-    return quantize(source, ctx.work / c.artefact, ctx, ignored=())
+    return quantize(source, ctx.work / c.artefact, ctx, ignored=(), variant=c.graph)
 
 
 def _repair_int8(ctx: BuildContext, c: Candidate, path: Path, rows: list[dict]) -> Path | None:
@@ -183,8 +182,10 @@ register_candidate(Candidate("openvino", "model.openvino.xml", "openvino", "expo
                              _build_openvino))
 register_candidate(Candidate("openvino-subpixel", "model.openvino.subpixel.xml", "openvino", "subpixel-convtranspose",
                              native_precision, _build_openvino))
-register_candidate(Candidate("openvino-int8", "model.openvino.int8.xml", "openvino", "best", lambda ctx: "int8",
+register_candidate(Candidate("openvino-int8", "model.openvino.int8.xml", "openvino", "export", lambda ctx: "int8",
                              _build_int8, repair=_repair_int8))
+register_candidate(Candidate("openvino-int8-subpixel", "model.openvino.subpixel.int8.xml", "openvino",
+                             "subpixel-convtranspose", lambda ctx: "int8", _build_int8, repair=_repair_int8))
 
 
 def candidates_for(ctx: BuildContext) -> list[Candidate]:

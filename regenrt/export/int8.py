@@ -2,14 +2,17 @@
 ``--samples``), and, when the parity gate refuses the result, a mixed-precision repair that keeps the layers
 costing the most accuracy unquantized (they run in FP32).
 
-Which layers: both IRs (FP32 and INT8) run one calibration batch with every convolution's output exposed; a
-layer's *local* error is the noise-to-signal ratio of its output minus the largest one among the convolutions
-feeding it (what it adds, not what it inherits). The layers with the largest local error are kept out of
-quantization (NNCF's ignored scope), 2, 4, 8, ... of them, until the gate passes or ``MAX_REPAIRS`` tries.
+Which layers, measured on the quantized IR itself: for every convolution whose input is quantized, the IR is run
+once with that one input left unquantized (its FakeQuantize bypassed); the layers whose bypass brings the output
+closest to the FP32 graph's cost the most (leave-one-out sensitivity -- a layer's local noise is a poor guide: in
+a residual network a noisy branch can matter less than a quiet one). The ranking is then walked with cumulative
+bypasses (1, 2, 3, 4, 6, 8, ... layers) to *predict* the smallest set that passes the gate; only that set (and, if
+the real gate still refuses, the next sizes) is re-quantized by NNCF with those layers in its ignored scope.
 
 Example::
 
     path = quantize(Path("graph.onnx"), work / "model.openvino.int8.xml", ctx, ignored=())
+    ranking = sensitivity(Path("graph.onnx"), path, x)
 """
 from __future__ import annotations
 
@@ -17,13 +20,16 @@ import contextlib
 import io
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..errors import MissingDependencyError
 
-MAX_REPAIRS = 4
-MIXED_NAME = "model.openvino.int8-mixed.xml"  # every repair try writes here; the one that passes is published
+MAX_REPAIRS = 3
+LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # set sizes tried, cumulative along the ranking
+PREDICT_ITEMS = 2  # calibration items the prediction runs on
+PREDICT_MARGIN = 0.02  # predicted gate margin asked for (relative: 0.8 dB at a 40 dB gate)
 CONV_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
 
 
@@ -45,7 +51,7 @@ def have_nncf() -> bool:
     return True
 
 
-def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...]) -> Path:
+def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...], variant: str = "export") -> Path:
     """``source`` (an ONNX graph) -> INT8 IR at ``xml_path``: NNCF PTQ on ``ctx.calibration`` (one item per batch,
     fast bias correction), layers named in ``ignored`` left unquantized; regenrt metadata in its rt_info."""
     import openvino as ov
@@ -62,7 +68,7 @@ def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...]) -> Pat
     kept = sorted(ignored)
     meta = ctx.derived("int8", int8={"tool": f"nncf {nncf.__version__}", "calibration_items": len(items),
                                      "kept_unquantized": kept, "unquantized_run_in": "fp32"},
-                       graph_passes=[p for p in [_variant_of(source)] if p])
+                       graph_passes=[variant] if variant != "export" else [])
     import json
 
     quantized.set_rt_info(json.dumps(meta, sort_keys=True), [RT_INFO_KEY])
@@ -70,64 +76,94 @@ def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...]) -> Pat
     return xml_path
 
 
-def _variant_of(source: Path) -> str | None:
-    """graph.<pass>.onnx -> pass name; model.onnx -> None."""
-    parts = source.name.split(".")
-    return parts[1] if parts[0] == "graph" and len(parts) == 3 else None
+def quantized_layers(model) -> list[str]:
+    """Friendly names of the convolutions/matmuls whose data input comes through a FakeQuantize."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in CONV_TYPES
+            and op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
 
 
-def local_errors(fp32_source: Path, int8_xml: Path, x: np.ndarray) -> dict[str, float]:
-    """Each convolution's local noise-to-signal ratio in the INT8 IR vs the FP32 graph, on input ``x``."""
+def bypassed(core, int8_xml: Path, names) -> object:
+    """The INT8 IR with the data inputs of the layers in ``names`` left unquantized (FakeQuantize bypassed)."""
+    model = core.read_model(str(int8_xml))
+    names = set(names)
+    for op in model.get_ordered_ops():
+        if op.get_friendly_name() in names:
+            op.input(0).replace_source_output(op.input_value(0).get_node().input_value(0))
+    return model
+
+
+def _run(core, model, x: np.ndarray) -> np.ndarray:
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return np.concatenate([request.infer({0: x[i:i + 1]})[compiled.outputs[0]].copy() for i in range(len(x))])
+
+
+def _nsr(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.mean((y.astype(np.float64) - ref) ** 2) / max(float(np.mean(ref.astype(np.float64) ** 2)), 1e-30))
+
+
+def sensitivity(fp32_source: Path, int8_xml: Path, x: np.ndarray) -> tuple[list[str], dict]:
+    """Leave-one-out: (layers ranked costliest first, {"reference", "int8_nsr", "nsr_without": {layer: nsr}})."""
     import openvino as ov
 
     core = ov.Core()
-    outputs = {}
-    for key, path in (("fp32", fp32_source), ("int8", int8_xml)):
-        model = core.read_model(str(path))
-        convs = [op for op in model.get_ordered_ops() if op.get_type_name() in CONV_TYPES]
-        model.add_outputs([op.output(0) for op in convs])
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        result = compiled.create_infer_request().infer({0: x})
-        outputs[key] = {port.get_node().get_friendly_name(): np.asarray(value) for port, value in result.items()}
-        outputs[key] = {name: value for name, value in outputs[key].items() if name in {op.get_friendly_name()
-                                                                                         for op in convs}}
-        if key == "int8":
-            graph = model
-    nsr = {}
-    for name, ref in outputs["fp32"].items():
-        got = outputs["int8"].get(name)
-        if got is not None and got.shape == ref.shape:
-            nsr[name] = float(np.mean((got - ref) ** 2) / max(float(np.mean(ref ** 2)), 1e-30))
-    upstream: dict[str, float] = {}
-    local = {}
-    for op in graph.get_ordered_ops():
-        name = op.get_friendly_name()
-        feeding = [upstream.get(op.input_value(i).get_node().get_friendly_name(), 0.0) for i in range(op.get_input_size())]
-        inherited = max(feeding[:1] if op.get_type_name() in CONV_TYPES else feeding, default=0.0)
-        if name in nsr:
-            local[name] = nsr[name] - inherited
-            upstream[name] = nsr[name]
-        else:
-            upstream[name] = inherited
-    return local
+    ref = _run(core, core.read_model(str(fp32_source)), x)
+    names = quantized_layers(core.read_model(str(int8_xml)))
+    without = {name: _nsr(_run(core, bypassed(core, int8_xml, [name]), x), ref) for name in names}
+    ranking = sorted(names, key=without.get)
+    return ranking, {"reference": ref, "int8_nsr": _nsr(_run(core, core.read_model(str(int8_xml)), x), ref),
+                     "nsr_without": without}
+
+
+def predict_keep(fp32_source: Path, int8_xml: Path, x: np.ndarray, ranking: list[str],
+                 passes: Callable[[np.ndarray, np.ndarray], bool], ref: np.ndarray) -> list[int]:
+    """The ladder of set sizes to try, starting at the smallest whose cumulative bypass ``passes`` on ``x``
+    ([] when even the largest misses: re-quantizing would not help)."""
+    import openvino as ov
+
+    core = ov.Core()
+    sizes = [k for k in LADDER if k < len(ranking)]
+    for i, k in enumerate(sizes):
+        if passes(ref, _run(core, bypassed(core, int8_xml, ranking[:k]), x)):
+            return sizes[i:]
+    return []
 
 
 def repair(ctx, candidate, path: Path, rows: list[dict]) -> Path | None:
-    """Generator-like: each call returns the next mixed-precision try (or None when out of tries). The ranking is
-    computed on the first call and kept on ``ctx``."""
-    state = ctx.__dict__.setdefault("_int8_repair", {})
-    if "ranking" not in state:
-        source = ctx.graph(candidate.graph)
-        errors = local_errors(source, path, ctx.calibration[:1])
-        state["ranking"] = sorted(errors, key=errors.get, reverse=True)
-        state["tries"] = 0
-    ranking, tries = state["ranking"], state["tries"]
-    keep = 2 ** (tries + 1)
-    if tries >= MAX_REPAIRS or keep >= len(ranking):
+    """Generator-like: each call returns the next mixed-precision try (or None when out of tries). The ranking and
+    the predicted ladder are computed on the first call and kept on ``ctx`` (per candidate)."""
+    from .parity import compare, judge
+
+    state = ctx.__dict__.setdefault("_int8_repair", {}).setdefault(candidate.key, {})
+    source = ctx.graph(candidate.graph)
+    if "ladder" not in state:
+        x = ctx.calibration[:PREDICT_ITEMS]
+        ranking, info = sensitivity(source, path, x)
+
+        def passes(ref, y):
+            return judge(compare(ref, y), "int8", ctx.metric, ctx.tolerances)[2] > PREDICT_MARGIN
+
+        state["ranking"] = ranking
+        state["ladder"] = predict_keep(source, path, x, ranking, passes, info["reference"])[:MAX_REPAIRS]
+        if ctx.log and not state["ladder"]:
+            ctx.log(f"      INT8 refused by the gate; keeping up to {max(k for k in LADDER if k < len(ranking)) if ranking else 0}"
+                    " layers in FP32 is predicted to miss it too: no mixed-precision try")
+    if not state["ladder"]:
         return None
-    state["tries"] += 1
-    kept = tuple(ranking[:keep])
+    keep = state["ladder"].pop(0)
+    kept = tuple(state["ranking"][:keep])
     if ctx.log:
-        ctx.log(f"      INT8 refused by the gate: keeping the {keep} layers with the largest local error in FP32 "
-                f"({', '.join(k.rsplit('/', 2)[-2] if '/' in k else k for k in kept[:4])}{', ...' if keep > 4 else ''})")
-    return quantize(ctx.graph(candidate.graph), path.with_name(MIXED_NAME), ctx, kept)
+        ctx.log(f"      INT8 refused by the gate: keeping the {keep} costliest layer{'s' * (keep > 1)} in FP32 "
+                f"({', '.join(_short(k) for k in kept[:4])}{', ...' if keep > 4 else ''})")
+    return quantize(source, path.with_name(mixed_name(path.name)), ctx, kept, candidate.graph)
+
+
+def mixed_name(artefact: str) -> str:
+    """model.openvino.int8.xml -> model.openvino.int8-mixed.xml (every repair try of a candidate writes there)."""
+    stem, _, suffix = artefact.rpartition(".")
+    return f"{stem}-mixed.{suffix}"
+
+
+def _short(name: str) -> str:
+    parts = [p for p in name.split("/") if p and p not in ("WithoutBiases",)]
+    return parts[-2] if len(parts) >= 2 else name

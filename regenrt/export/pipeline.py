@@ -318,7 +318,8 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
 
     cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
     ctx = BuildContext(work, fp32_path, base, _calibration(p, cases), p.precisions,
-                       openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log)
+                       openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log,
+                       metric=task_obj.metric, tolerances=p.tolerances)
     steps(f"building candidates (calibrated on {len(ctx.calibration)} task inputs): "
           + ", ".join(c.key for c in candidates_for(ctx)))
     built: dict[str, tuple[Candidate, Path]] = {}

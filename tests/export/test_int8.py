@@ -1,0 +1,120 @@
+"""INT8 candidates: NNCF quantization, the leave-one-out ranking of the layers that cost accuracy, and the
+mixed-precision repair the export falls back to when the gate refuses the INT8 IR. Real NNCF, real OpenVINO."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from regenrt.export.int8 import bypassed, mixed_name, quantize, quantized_layers, sensitivity  # noqa: E402
+from regenrt.export.onnx_export import export_onnx  # noqa: E402
+from regenrt.export.parity import compare  # noqa: E402
+from regenrt.export.pipeline import export_checkpoint  # noqa: E402
+from regenrt.export.parity import Tolerances  # noqa: E402
+from regenrt.models import create_model  # noqa: E402
+from regenrt.runtime.backends.openvino import cpu_has_int8, read_metadata  # noqa: E402
+from regenrt.tasks import get_task  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not cpu_has_int8(), reason="OpenVINO reports no INT8 support on this CPU")
+
+
+def _phase_model():
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus_r18", in_channels=1, classes=1).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+class _Ctx:
+    """The slice of BuildContext that quantize() reads."""
+
+    def __init__(self, calibration):
+        self.calibration = calibration
+
+    def derived(self, precision, **extra):
+        return {"precision": precision, **extra}
+
+
+def _psnr(ref, y):
+    return compare(ref, y)["psnr_db"]
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    work = tmp_path_factory.mktemp("int8")
+    model = _phase_model()
+    inputs = get_task("phase-recovery").make_inputs({"in_channels": 1}, 6, 96, 96, 5).astype(np.float32)
+    source = work / "model.onnx"
+    export_onnx(model, source, example=torch.from_numpy(inputs[:1]), dynamic_hw=True, spatial_multiple=16)
+    xml = quantize(source, work / "model.openvino.int8.xml", _Ctx(inputs[:4]), ignored=())
+    with torch.no_grad():
+        ref = model(torch.from_numpy(inputs[4:])).numpy()
+    return source, xml, inputs[4:], ref
+
+
+def _run(xml_or_model, x):
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(xml_or_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return np.concatenate([request.infer({0: x[i:i + 1]})[compiled.outputs[0]].copy() for i in range(len(x))])
+
+
+def test_ranking_covers_every_quantized_layer_and_its_head_costs_the_most(quantized):
+    source, xml, x, ref = quantized
+    import openvino as ov
+
+    names = quantized_layers(ov.Core().read_model(str(xml)))
+    ranking, info = sensitivity(source, xml, x)
+    assert sorted(ranking) == sorted(names) and len(names) > 10
+    without = info["nsr_without"]
+    assert without[ranking[0]] == min(without.values()) < info["int8_nsr"]  # bypassing the top layer helps most
+    # the bypass really leaves that input unquantized: the layer's data input is no FakeQuantize any more
+    model = bypassed(ov.Core(), xml, ranking[:1])
+    op = next(o for o in model.get_ordered_ops() if o.get_friendly_name() == ranking[0])
+    assert op.input_value(0).get_node().get_type_name() != "FakeQuantize"
+
+
+def test_requantizing_with_the_costliest_layers_ignored_gains_accuracy(quantized, tmp_path):
+    source, xml, x, ref = quantized
+    ranking, _ = sensitivity(source, xml, x)
+    calibration = get_task("phase-recovery").make_inputs({"in_channels": 1}, 4, 96, 96, 5).astype(np.float32)
+    mixed = quantize(source, tmp_path / mixed_name(xml.name), _Ctx(calibration), ignored=tuple(ranking[:4]))
+    assert mixed.name == "model.openvino.int8-mixed.xml"
+    assert read_metadata(mixed)["int8"]["kept_unquantized"] == sorted(ranking[:4])
+    assert _psnr(ref, _run(str(mixed), x)) > _psnr(ref, _run(str(xml), x))
+
+
+def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
+    """A gate set just above what plain INT8 reaches on this model: the export keeps the costliest layers in FP32
+    (predicted by the ranking, then verified by the real gate) and publishes the mixed IR; the kept layers are in
+    parity.json and in the IR's metadata, and the proof shows them executing in FP32."""
+    ckpt = tmp_path / "phase.pt"
+    torch.save(_phase_model().state_dict(), ckpt)
+    common = dict(input_shape="input:1x1x96x96", precision="fp32", parity_samples=1, calibration_samples=4,
+                  int8="on")
+    first = export_checkpoint(ckpt, tmp_path / "plain", **common)
+    plain = first.report["candidates"]["openvino-int8"]
+    int8_psnr = min(r["psnr_db"] for r in first.report["rows"] if r["artefact"] == plain["artefact"])
+    lines = []
+    second = export_checkpoint(ckpt, tmp_path / "mixed", tolerances=Tolerances(min_psnr_db=int8_psnr + 1.0),
+                               log=lines.append, **common)
+    report = json.loads((tmp_path / "mixed" / "parity.json").read_text())
+    assert report["candidates"]["openvino-int8"]["passed"] is False
+    mixed = report["candidates"]["openvino-int8-mixed"]
+    assert mixed["passed"] is True, mixed
+    assert mixed["kept_unquantized"] and mixed["proof"]["mac_share"].get("fp32", 0) > 0
+    assert mixed["proof"]["mac_share"]["int8"] > 0.5
+    published = tmp_path / "mixed" / "model.openvino.int8-mixed.xml"
+    assert published.exists() and not (tmp_path / "mixed" / "model.openvino.int8.xml").exists()
+    assert read_metadata(published)["int8"]["kept_unquantized"] == sorted(mixed["kept_unquantized"])
+    assert any("costliest layer" in line and "in FP32" in line for line in lines)
+    assert second.report["passed"] is True
