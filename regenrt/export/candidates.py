@@ -172,6 +172,17 @@ def _build_int8(ctx: BuildContext, c: Candidate) -> Path | None:
     return quantize(source, ctx.work / c.artefact, ctx, ignored=(), variant=c.graph)
 
 
+def _build_int8_native_rest(ctx: BuildContext, c: Candidate) -> Path | None:
+    """The INT8 IR with its unquantized layers in this CPU's native float precision (bf16) instead of fp32: the
+    same graph, its own artefact (the metadata names the precision they run in); only on CPUs with BF16."""
+    source = ctx.work / get_candidate("openvino-int8").artefact
+    if native_precision() == "fp32" or not source.exists():
+        return None
+    from .int8 import with_unquantized_in
+
+    return with_unquantized_in(source, ctx.work / c.artefact, native_precision())
+
+
 def _repair_int8(ctx: BuildContext, c: Candidate, path: Path, rows: list[dict]) -> Path | None:
     from .int8 import repair
 
@@ -184,6 +195,8 @@ register_candidate(Candidate("openvino-subpixel", "model.openvino.subpixel.xml",
                              native_precision, _build_openvino))
 register_candidate(Candidate("openvino-int8", "model.openvino.int8.xml", "openvino", "export", lambda ctx: "int8",
                              _build_int8, repair=_repair_int8))
+register_candidate(Candidate("openvino-int8-bf16", "model.openvino.int8-bf16.xml", "openvino", "export",
+                             lambda ctx: "int8", _build_int8_native_rest))
 register_candidate(Candidate("openvino-int8-subpixel", "model.openvino.subpixel.int8.xml", "openvino",
                              "subpixel-convtranspose", lambda ctx: "int8", _build_int8, repair=_repair_int8))
 

@@ -76,6 +76,23 @@ def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...], varian
     return xml_path
 
 
+def with_unquantized_in(int8_xml: Path, xml_path: Path, precision: str) -> Path:
+    """A copy of an INT8 IR whose unquantized layers run in ``precision`` (its metadata says so; the runtime
+    compiles it with that inference precision)."""
+    import json
+
+    import openvino as ov
+
+    from ..runtime.backends.openvino import RT_INFO_KEY, read_metadata
+
+    meta = read_metadata(int8_xml)
+    meta["int8"] = {**meta.get("int8", {}), "unquantized_run_in": precision}
+    model = ov.Core().read_model(str(int8_xml))
+    model.set_rt_info(json.dumps(meta, sort_keys=True), [RT_INFO_KEY])
+    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    return xml_path
+
+
 def quantized_layers(model) -> list[str]:
     """Friendly names of the convolutions/matmuls whose data input comes through a FakeQuantize."""
     return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in CONV_TYPES

@@ -40,7 +40,7 @@ class _Ctx:
         self.calibration = calibration
 
     def derived(self, precision, **extra):
-        return {"precision": precision, **extra}
+        return {"precision": precision, "input": {"example_shape": [1, *self.calibration.shape[1:]]}, **extra}
 
 
 def _psnr(ref, y):
@@ -118,3 +118,25 @@ def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
     assert read_metadata(published)["int8"]["kept_unquantized"] == sorted(mixed["kept_unquantized"])
     assert any("costliest layer" in line and "in FP32" in line for line in lines)
     assert second.report["passed"] is True
+
+
+@pytest.mark.parametrize("rest", ["fp32", "bf16"])
+def test_unquantized_layers_run_in_the_precision_the_metadata_names(quantized, tmp_path, rest):
+    """The INT8 IR's unquantized layers compile in ``int8.unquantized_run_in``, read back from the compiled model;
+    bf16 on a CPU without BF16 is refused with what to do (on every CPU kind one of the two branches runs)."""
+    from regenrt.errors import RegenrtError
+    from regenrt.export.int8 import with_unquantized_in
+    from regenrt.runtime.backends.openvino import OpenVinoRunner, cpu_precisions
+
+    _, xml, x, _ = quantized
+    path = with_unquantized_in(xml, tmp_path / "model.openvino.int8-rest.xml", rest)
+    assert read_metadata(path)["int8"]["unquantized_run_in"] == rest and read_metadata(path)["precision"] == "int8"
+    if rest == "bf16" and "bf16" not in cpu_precisions():
+        with pytest.raises(RegenrtError, match="BF16"):
+            OpenVinoRunner(path, cache=False)
+        return
+    runner = OpenVinoRunner(path, cache=False)
+    compiled_hint = str(runner.compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+    assert ("bf" in compiled_hint) == (rest == "bf16")  # the property reads e.g. <type: 'bfloat16'>
+    proof = runner.proof()
+    assert proof["mac_share"]["int8"] > 0.5 and f"INFERENCE_PRECISION_HINT={runner.hint}" in proof["source"]

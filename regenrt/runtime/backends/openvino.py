@@ -24,7 +24,8 @@ from ...errors import MissingDependencyError, RegenrtError
 
 RT_INFO_KEY = "regenrt"
 # regenrt precision (the claim in the metadata) -> OpenVINO INFERENCE_PRECISION_HINT. An INT8 IR carries its
-# quantized layers in the graph (FakeQuantize); every layer NNCF left unquantized runs in f32.
+# quantized layers in the graph (FakeQuantize); the layers NNCF left unquantized run in the precision its
+# metadata names (``int8.unquantized_run_in``: fp32, or bf16 on CPUs that have it), f32 when it names none.
 PRECISIONS = {"bf16": "bf16", "fp32": "f32", "int8": "f32"}
 MODES = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 HEAVY_LAYERS = ("Convolution", "Deconvolution", "FullyConnected", "MatMul", "GroupConvolution")
@@ -116,16 +117,20 @@ class OpenVinoRunner:
         if precision not in PRECISIONS:
             raise RegenrtError(f"{self.path.name}: OpenVINO runs precision {', '.join(PRECISIONS)}; the engine says "
                                f"{precision!r}.")
-        if precision == "bf16" and "bf16" not in cpu_precisions():
+        rest = self.metadata.get("int8", {}).get("unquantized_run_in", "fp32") if precision == "int8" else None
+        if rest not in (None, "fp32", "bf16"):
+            raise RegenrtError(f"{self.path.name}: its INT8 metadata names {rest!r} for the unquantized layers; "
+                               "re-export it.")
+        if "bf16" in (precision, rest) and "bf16" not in cpu_precisions():
             raise RegenrtError(f"{self.path.name} was verified with BF16 inference, which this CPU does not have; "
                                "re-export it here with export-engine (it picks what this CPU runs best).")
         if mode not in MODES:
             raise RegenrtError(f"OpenVINO mode must be one of {sorted(MODES)}, got {mode!r}.")
-        self.precision, self.mode = precision, mode
+        self.precision, self.mode, self.hint = precision, mode, PRECISIONS[rest or precision]
         # compiled from the model object: the cache key is its content, not its path, so the compile done while
         # exporting (in a temporary directory) is the one later loads find
         self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
-            "INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": MODES[mode]})
+            "INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": MODES[mode]})
         self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
         self._local = threading.local()
 
@@ -152,7 +157,7 @@ class OpenVinoRunner:
             layers.append((op.get_friendly_name(), kind, info["runtimePrecision"].astype(str),
                            sum(macs.get(n, 0) for n in names)))
         return summarize(layers, f"OpenVINO {import_openvino().__version__} runtime model, "
-                                 f"INFERENCE_PRECISION_HINT={PRECISIONS[self.precision]}")
+                                 f"INFERENCE_PRECISION_HINT={self.hint}")
 
 
 def _macs_by_name(xml_path: Path, example_shape) -> dict[str, int]:
