@@ -190,7 +190,7 @@ def summary_lines(benchmarks) -> list[str]:
             n, c, h, w = e["shape"]
             lines.append(f"| {e['model']} | {n}×{c}×{h}×{w} | {e['backend']} | {e['precision']} | {e.get('p50_ms', 0):.1f} | "
                          f"{e.get('p90_ms', 0):.1f} | {e.get('p99_ms', 0):.1f} | {speedup:.2f} | {vs_peer:.2f} | "
-                         f"{e.get('gflops', 0):.0f} | {e.get('pct_of_peak') or 0:.0f} | {quality} |")
+                         f"{e.get('gflops', 0):.0f} | {e['pct_of_peak'] if e.get('pct_of_peak') is not None else '-'} | {quality} |")
         lines += goal_lines(models)
     kernels = [b for b in benchmarks if b.extra_info.get("kernel") and b.stats]
     if kernels:

@@ -172,6 +172,6 @@ def test_model(benchmark, exported, references, machine_peak, model, backend, ba
     timing = percentiles(benchmark)
     if timing:
         gflops = 2 * macs / (timing["p50_ms"] * 1e-3) / 1e9
-        peak = machine_peak.get("bf16" if precision == "bf16" else "fp32")
+        peak = machine_peak.get({"bf16": "bf16", "fp32": "fp32", "fp16": "fp32"}.get(precision))  # no int8 peak measured
         benchmark.extra_info.update({**timing, "gflops": round(gflops, 1),
                                      "pct_of_peak": round(100 * gflops / peak, 1) if peak else None})

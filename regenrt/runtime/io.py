@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,15 +80,36 @@ def as_channels(arr: np.ndarray, channels: int, what: str = "picture") -> np.nda
     return arr
 
 
-def encode_png(arr: np.ndarray) -> bytes:
-    """HxW (uint8/uint16) or HxWx3 uint8 -> PNG bytes."""
-    from PIL import Image
+PNG_LEVEL = 1  # zlib level of written PNGs: on these pictures level 6 is 2x slower for ~2 % smaller files
+_PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
 
-    buf = io.BytesIO()
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def encode_png(arr: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """HxW or HxWxC (C = 1..4) uint8/uint16 -> PNG bytes (lossless).
+
+    Written directly (PNG's "Up" filter on every row, computed in NumPy, then zlib at ``level``) rather than by
+    Pillow, whose per-row adaptive filtering costs 2-6x more CPU: on a 2-core machine the encoder competes with
+    the engine for the same cores, and run-infer's end-to-end rate is what users see. Every output is checked
+    bit-exact by decoding it with Pillow in the tests.
+    """
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in _PNG_COLOUR or arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"encode_png takes HxW or HxWx1..4 uint8/uint16 arrays, got {arr.shape} {arr.dtype}")
+    h, w, c = arr.shape
+    depth = 16 if arr.dtype == np.uint16 else 8
+    rows = np.ascontiguousarray(arr.astype(">u2") if depth == 16 else arr).view(np.uint8).reshape(h, -1)
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2  # filter type Up: each byte minus the byte above it (mod 256); the first row as is
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, depth, _PNG_COLOUR[c], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _png_chunk(b"IEND", b""))
 
 
 def encode_npy(arr: np.ndarray) -> bytes:
