@@ -141,6 +141,10 @@ def _quality(e: dict) -> str:
 BF16_GOALS = {"deeplabv3plus_r50_seg6": 1.6, "unet_256_ngf64": 2.5, "deeplabv3plus_r50_1ch": 0.9}
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def goal_lines(models) -> list[str]:
     bf16 = bool(set(_cpu_facts().get("cpu_flags", [])) & {"avx512_bf16", "amx_bf16"})
     by_group: dict = {}
@@ -190,7 +194,7 @@ def summary_lines(benchmarks) -> list[str]:
             n, c, h, w = e["shape"]
             lines.append(f"| {e['model']} | {n}×{c}×{h}×{w} | {e['backend']} | {e['precision']} | {e.get('p50_ms', 0):.1f} | "
                          f"{e.get('p90_ms', 0):.1f} | {e.get('p99_ms', 0):.1f} | {speedup:.2f} | {vs_peer:.2f} | "
-                         f"{e.get('gflops', 0):.0f} | {e['pct_of_peak'] if e.get('pct_of_peak') is not None else '-'} | {quality} |")
+                         f"{e.get('gflops', 0):.0f} | {_pct(e.get('pct_of_peak'))} | {quality} |")
         lines += goal_lines(models)
     kernels = [b for b in benchmarks if b.extra_info.get("kernel") and b.stats]
     if kernels:
