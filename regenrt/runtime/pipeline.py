@@ -1,7 +1,8 @@
 """``run_directory``: an engine applied to a directory of inputs, pipelined, resumable, losing nothing.
 
 Decoding + preprocessing and postprocessing + encoding + writing run in worker threads around inference on the
-calling thread; at most ``prefetch`` items are decoded ahead and at most ``prefetch`` wait to be written, so
+calling thread (or, for an engine that runs several batches at once, ``engine.requests`` inference threads with
+one more batch queued behind them); at most ``prefetch`` items are decoded ahead and at most ``prefetch`` wait to be written, so
 memory stays bounded whatever the number of inputs. Items of one shape are batched together (``batch_size``,
 the last batch may be partial). Each output is written atomically; the manifest records an item only after all
 its outputs are in place. A bad item becomes a row of ``errors.csv`` and the run goes on.
@@ -134,7 +135,9 @@ class _Run:
             self._schedule_writes(batch, self._infer_batch(batch), pool, writes)
             return
         self.inflight.append((batch, self.infer_pool.submit(self._infer_batch, batch)))
-        self.drain_inflight(pool, writes, self.engine.requests - 1)
+        # one batch more than the engine runs at once waits queued, so a request that finishes starts the next
+        # batch at once instead of idling while this thread hands out writes and gathers the next batch
+        self.drain_inflight(pool, writes, self.engine.requests)
 
     def drain_inflight(self, pool: ThreadPoolExecutor, writes: deque, keep: int) -> None:
         while len(self.inflight) > keep:
@@ -172,7 +175,7 @@ class _Run:
                 self.progress.update(1)
 
     def run(self, items: list[Item]) -> Summary:
-        opts, prefetch = self.options, max(2, self.options.batch_size * (self.engine.requests + 1))
+        opts, prefetch = self.options, max(2, self.options.batch_size * (self.engine.requests + 2))
         groups: dict[tuple, list[Prepared]] = {}
         decodes: deque[Future] = deque()
         writes: deque = deque()
