@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="TensorRT optimization profile: largest batch (default 16); sizes: --input-shape is the "
                           "opt shape, fixed-size models vary the batch only")
     gpu.add_argument("--timing-cache", metavar="FILE",
-                     help="TensorRT timing cache, read and updated (default ~/.cache/regenrt/tensorrt/timing.cache)")
+                     help="TensorRT timing cache, read and updated (default: one per TensorRT version and GPU "
+                          "architecture, ~/.cache/regenrt/tensorrt/timing-trt<version>-sm<cc>.cache)")
     gpu.add_argument("--version-compatible", action="store_true",
                      help="TensorRT: build a version-compatible engine (runs on later TensorRT versions)")
     gpu.add_argument("--hardware-compatible", action="store_true",

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MissingDependencyError
-from .tensorrt import (check_fingerprint, current_environment, import_tensorrt, optimization_profile, sidecar_path,
-                       write_fingerprint, build_engine)
+from .tensorrt import (build_engine, check_fingerprint, current_environment, import_tensorrt, optimization_profile,
+                       sidecar_path, timing_cache_path, write_fingerprint)
 
 GPU_ENGINES = ("auto", "tensorrt", "torch", "none")
+TIMING_CACHE_DIR = Path.home() / ".cache" / "regenrt" / "tensorrt"
 GPU_ARTEFACTS = {"tensorrt": "model.engine", "torch": "model.torch.pt"}
 
 
@@ -26,7 +27,7 @@ GPU_ARTEFACTS = {"tensorrt": "model.engine", "torch": "model.torch.pt"}
 class GpuOptions:
     engine: str = "auto"
     max_batch: int = 16
-    timing_cache: Path | None = None  # default: ~/.cache/regenrt/tensorrt/timing.cache
+    timing_cache: Path | None = None  # default: one per TensorRT version and GPU under TIMING_CACHE_DIR
     version_compatible: bool = False
     hardware_compatible: bool = False
 
@@ -78,12 +79,14 @@ def build_gpu_artefact(kind: str, work: Path, *, loaded, metadata: dict, fp16_on
     if fp16_onnx is None:
         raise MissingDependencyError("a TensorRT engine is built from the FP16 graph: export with --precision fp16.")
     profile = optimization_profile(shape, dynamic_hw=dynamic_hw, multiple=multiple, max_batch=options.max_batch)
-    cache = options.timing_cache or Path.home() / ".cache" / "regenrt" / "tensorrt" / "timing.cache"
+    environment = current_environment()
+    cache = options.timing_cache or timing_cache_path(TIMING_CACHE_DIR, environment["tensorrt"],
+                                                      environment["compute_capability"])
     precisions = build_engine(fp16_onnx, path, profile, timing_cache=cache,
                               version_compatible=options.version_compatible,
                               hardware_compatible=options.hardware_compatible)
     write_fingerprint(path, metadata=metadata, onnx_path=fp16_onnx, parity={"passed": False, "pending": True},
-                      environment=current_environment(), profile=profile, precisions=precisions,
+                      environment=environment, profile=profile, precisions=precisions,
                       rebuild_command=rebuild, compatibility={"version_compatible": options.version_compatible,
                                                               "hardware_compatible": options.hardware_compatible})
     return path

@@ -68,9 +68,21 @@ def optimization_profile(shape: tuple[int, int, int, int], *, dynamic_hw: bool, 
     return Profile((1, c, multiple, multiple), (n, c, h, w), (max_batch, c, mh, mw))
 
 
+def _output_types(output: dict) -> str:
+    """An output's data type as the inspector writes it: TensorRT 10 joins format and type in one field
+    ("Format/Datatype": "Row major linear FP16 format"), TensorRT 11 splits them ("DataType": "Half" beside
+    "Format"); the type field wins where both kinds are present."""
+    for key in ("DataType", "Datatype", "Data Type"):
+        if key in output:
+            return str(output[key])
+    return str(output.get("Format/Datatype", output.get("Format", "")))
+
+
 def layer_precisions(engine_information: str) -> dict[str, int]:
     """Count the engine's layers by output precision, from ``EngineInspector.get_engine_information(JSON)``
-    (needs ``ProfilingVerbosity.DETAILED`` at build time). Keys: ``fp16``, ``fp32``, ``other``."""
+    (needs ``ProfilingVerbosity.DETAILED`` at build time, and an execution context with the input shape set on
+    the inspector for a dynamic profile: without one the inspector leaves formats out). Keys: ``fp16``,
+    ``fp32``, ``other``; TensorRT 10 and 11 layouts alike."""
     try:
         info = json.loads(engine_information)
     except ValueError:
@@ -79,14 +91,20 @@ def layer_precisions(engine_information: str) -> dict[str, int]:
     for layer in info.get("Layers", []):
         if isinstance(layer, str):
             raise ExportError("TensorRT reported layer names only; build with ProfilingVerbosity.DETAILED.")
-        formats = " ".join(str(o.get("Format/Datatype", "")) for o in layer.get("Outputs", []))
-        if "FP16" in formats or "Half" in formats:
+        types = " ".join(_output_types(o) for o in layer.get("Outputs", []) if isinstance(o, dict))
+        if "FP16" in types or "Half" in types:
             counts["fp16"] += 1
-        elif "FP32" in formats or "Float" in formats:
+        elif "FP32" in types or "Float" in types:
             counts["fp32"] += 1
         else:
             counts["other"] += 1
     return counts
+
+
+def timing_cache_path(directory: str | os.PathLike, tensorrt_version: str, compute_capability: str) -> Path:
+    """One timing cache per TensorRT version and GPU architecture: a cache from another version or GPU is
+    rejected by TensorRT (``ignore_mismatch=False``), so sharing one file would lose its tuning every time."""
+    return Path(directory) / f"timing-trt{tensorrt_version}-sm{compute_capability.replace('.', '')}.cache"
 
 
 def require_fp16(counts: dict[str, int]) -> None:
@@ -206,7 +224,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     config.add_optimization_profile(shapes)
     cache_file = Path(timing_cache) if timing_cache else None
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        # a cache from another TensorRT version or GPU: TensorRT refuses it; start an empty one (and overwrite
+        # the stale file below) rather than building without one
+        if not config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False):
+            raise ExportError("TensorRT refused even an empty timing cache; build without --timing-cache.")
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hardware_compatible:
@@ -218,7 +240,23 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_bytes(bytes(memoryview(config.get_timing_cache().serialize())))
     Path(engine_path).write_bytes(bytes(memoryview(serialized)))
-    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
-    counts = layer_precisions(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    _runtime, engine = deserialize(trt, logger, serialized, version_compatible)
+    if engine is None:
+        raise ExportError("TensorRT could not deserialize the engine it just built (see its log above).")
+    # for a dynamic profile the inspector shows formats only with an execution context whose input shape is set
+    context = engine.create_execution_context()
+    context.set_input_shape(INPUT_NAME, profile.opt)
+    inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
+    counts = layer_precisions(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     require_fp16(counts)
     return counts
+
+
+def deserialize(trt, logger, data, version_compatible: bool) -> tuple:
+    """``Runtime.deserialize_cuda_engine``; a version-compatible engine embeds the lean runtime (host code), which
+    TensorRT loads only when ``engine_host_code_allowed`` is set -- otherwise it returns None."""
+    runtime = trt.Runtime(logger)
+    if version_compatible:
+        runtime.engine_host_code_allowed = True
+    return runtime, runtime.deserialize_cuda_engine(data)  # the caller keeps the runtime alive with the engine

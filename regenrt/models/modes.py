@@ -25,13 +25,15 @@ class BatchStatNorm2d(nn.Module):
         self.bias = bn.bias
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
-        centred = x - mean
+        # statistics in FP32 whatever the input's dtype: in FP16 the squared deviations overflow beyond 256
+        xf = x.float()
+        mean = xf.mean(dim=(0, 2, 3), keepdim=True)
+        centred = xf - mean
         var = (centred * centred).mean(dim=(0, 2, 3), keepdim=True)
         out = centred / torch.sqrt(var + self.eps)
         if self.weight is not None:
-            out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return out
+            out = out * self.weight.float().view(1, -1, 1, 1) + self.bias.float().view(1, -1, 1, 1)
+        return out.to(x.dtype)
 
 
 def with_mode(model: nn.Module, mode: str) -> nn.Module:

@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -62,23 +63,38 @@ def torch_devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-class TorchRunner:
-    """Runs the rebuilt model: FP16 (the artefact's precision) on CUDA, FP32 on CPU."""
+def prepare_model(model, mode: str, dtype, device: str):
+    """The model with ``mode``'s normalization semantics, cast to ``dtype`` on ``device``; in FP16 the batch
+    statistics of ``batch-stats`` stay FP32 (the squared deviations overflow FP16 beyond 256)."""
+    from ...models.modes import BatchStatNorm2d, with_mode
 
-    def __init__(self, path: str | Path, device: str = "cpu", cuda_graphs: bool = True):
+    prepared = with_mode(model, mode).to(device=device, dtype=dtype)
+    for module in prepared.modules():
+        if isinstance(module, BatchStatNorm2d):
+            module.float()  # its forward computes in FP32 and returns the input's dtype
+    return prepared
+
+
+class TorchRunner:
+    """Runs the rebuilt model: FP16 (the artefact's precision) on CUDA, FP32 on CPU.
+
+    On CUDA the host interface always goes through per-shape buffers (the device interface); ``buffered=True``
+    runs that same path on CPU tensors (no stream, no graph), which is how it is tested without a GPU."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", cuda_graphs: bool = True, buffered: bool = False):
         import torch
 
         from ...models import build_from_state_dict
-        from ...models.modes import with_mode
 
         self.torch, self.path, self.device = torch, Path(path), device
+        self.buffered = buffered or device == "cuda"
         payload = _load(self.path)
         self.metadata = json.loads(payload["metadata"])
         loaded = build_from_state_dict(payload["state_dict"], payload["arch"], json.loads(payload["config"]))
         half = device == "cuda" and self.metadata.get("precision") == "fp16"
         self.dtype = torch.float16 if half else torch.float32
         self.precision = "fp16" if half else "fp32"
-        self.model = with_mode(loaded.model, self.metadata.get("mode", "eval")).to(device=device, dtype=self.dtype)
+        self.model = prepare_model(loaded.model, self.metadata.get("mode", "eval"), self.dtype, device)
         self.cuda_graphs = cuda_graphs and device == "cuda"
         self._lock = threading.Lock()  # buffers are shared: one batch at a time
         self._slots: dict[tuple, tuple] = {}  # shape -> (input, output, graph or None)
@@ -100,10 +116,16 @@ class TorchRunner:
         inp, out, _ = self._slots[shape]
         return inp, out
 
+    def _on_stream(self):
+        """Work queued inside this context runs on the runner's stream (CUDA); a no-op on CPU."""
+        return self.torch.cuda.stream(self.torch_stream) if self.device == "cuda" else contextlib.nullcontext()
+
     def _allocate(self, shape: tuple) -> tuple:
         torch = self.torch
-        with torch.inference_mode(), torch.cuda.stream(self.torch_stream):
-            inp = torch.zeros(shape, dtype=torch.float32, device="cuda")
+        # inference tensors: every later write to them (infer's copy, the pipeline's kernels via the device
+        # interface, the replay check) happens under inference mode too
+        with torch.inference_mode(), self._on_stream():
+            inp = torch.zeros(shape, dtype=torch.float32, device=self.device)  # zeroed on the runner's stream
             for _ in range(WARMUP):
                 eager = self._forward(inp)
             out = torch.empty_like(eager)
@@ -113,35 +135,39 @@ class TorchRunner:
                 with torch.cuda.graph(graph, stream=self.torch_stream):
                     out.copy_(self._forward(inp))
                 _check_replay(torch, graph, inp, out, self._forward, self.torch_stream)
-        self.torch_stream.synchronize()
+        self.synchronize()
         return inp, out, graph
 
     def execute(self, shape: tuple) -> None:
         """Run the model on the input buffer of ``shape`` into its output buffer, asynchronously on ``stream``."""
         inp, out, graph = self._slots[tuple(int(d) for d in shape)]
-        with self.torch.inference_mode(), self.torch.cuda.stream(self.torch_stream):
+        with self.torch.inference_mode(), self._on_stream():
             if graph is not None:
                 graph.replay()
             else:
                 out.copy_(self._forward(inp))
 
     def synchronize(self) -> None:
-        self.torch_stream.synchronize()
+        if self.device == "cuda":
+            self.torch_stream.synchronize()
 
     # -- host interface ---------------------------------------------------------------------------------------
     def infer(self, x: np.ndarray) -> np.ndarray:
         torch = self.torch
-        if self.device != "cuda":
+        host = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        if not self.buffered:
             with torch.inference_mode():
-                return self._forward(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
-        with self._lock:
+                return self._forward(host).numpy()
+        cuda = self.device == "cuda"
+        with self._lock, torch.inference_mode():  # the buffers are inference tensors: write them in that mode
             inp, out = self.buffers(x.shape)
-            with torch.cuda.stream(self.torch_stream):
-                inp.copy_(torch.from_numpy(np.ascontiguousarray(x, np.float32)).pin_memory(), non_blocking=True)
+            with self._on_stream():
+                inp.copy_(host.pin_memory() if cuda else host, non_blocking=cuda)
             self.execute(x.shape)
-            with torch.cuda.stream(self.torch_stream):
-                host = out.to("cpu", non_blocking=False)
-            return host.numpy()
+            with self._on_stream():
+                result = out.to("cpu", copy=True)  # never the reused buffer itself (on CPU .to would alias it)
+            self.synchronize()
+            return result.numpy()
 
 
 def _check_replay(torch, graph, inp, out, forward, stream) -> None:

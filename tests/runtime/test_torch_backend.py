@@ -1,0 +1,58 @@
+"""The torch backend's buffered path (the one CUDA runs: per-shape input/output buffers allocated under
+inference mode) and its FP16 model preparation, run on CPU tensors: the defects a GPU would hit first."""
+import numpy as np
+import pytest
+import torch
+
+from regenrt.models import build_from_state_dict, create_model
+from regenrt.models.modes import BatchStatNorm2d, with_mode
+from regenrt.runtime.backends.pytorch import TorchRunner, prepare_model, save_artefact
+
+
+def _artefact(tmp_path, mode="eval"):
+    torch.manual_seed(0)
+    model = create_model("unet_128", ngf=4, norm="batch").eval()
+    loaded = build_from_state_dict(model.state_dict())
+    metadata = {"task": "inpainting", "mode": mode, "precision": "fp16"}
+    return model, save_artefact(tmp_path / "model.torch.pt", model.state_dict(), loaded.arch.name, loaded.config,
+                                metadata)
+
+
+def test_buffered_infer_fills_inference_buffers_and_returns_independent_results(tmp_path):
+    """The CUDA path's host interface on CPU tensors: the buffers are inference tensors (allocated under
+    inference mode), so filling them outside inference mode raised on the first call; results must not alias the
+    reused output buffer; two shapes (a full batch and a tail) each get their own buffers."""
+    model, path = _artefact(tmp_path)
+    runner = TorchRunner(path, "cpu", buffered=True)
+    rng = np.random.default_rng(0)
+    full, tail = (rng.uniform(-1, 1, (n, 3, 128, 128)).astype(np.float32) for n in (2, 1))
+    a = runner.infer(full)
+    b = runner.infer(tail)
+    a_again = runner.infer(full[::-1].copy())
+    assert set(runner._slots) == {(2, 3, 128, 128), (1, 3, 128, 128)}
+    assert runner._slots[(2, 3, 128, 128)][0].is_inference()  # the buffers really are inference tensors
+    with torch.no_grad():
+        for x, y in ((full, a), (tail, b), (full[::-1].copy(), a_again)):
+            assert np.abs(model(torch.from_numpy(x)).numpy() - y).max() <= 1e-5
+    assert not np.shares_memory(a, a_again) and np.abs(a - a_again[::-1]).max() <= 1e-5
+
+
+def test_batch_statistics_stay_fp32_in_an_fp16_model():
+    """batch-stats mode in FP16: (x - mean)^2 overflows FP16 once |x - mean| > 256, the variance becomes inf and
+    the layer outputs zeros. The runner's FP16 preparation keeps the statistics in FP32 (as the ONNX FP16
+    converter keeps reductions in FP32)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                torch.nn.Conv2d(8, 4, 3, padding=1))
+    x = torch.randn(2, 3, 16, 16) * 400  # activations far beyond FP16's sqrt(65504) = 256 from their mean
+    reference = with_mode(model, "batch-stats")(x)
+    h = model[0].half()(x.half())  # the defect, as the layer computed it before: statistics in FP16
+    centred = h - h.mean(dim=(0, 2, 3), keepdim=True)
+    assert not torch.isfinite((centred * centred).mean(dim=(0, 2, 3))).all()
+    model[0].float()
+    for candidate in (with_mode(model, "batch-stats").half(), prepare_model(model, "batch-stats", torch.float16, "cpu")):
+        got = candidate(x.half()).float()
+        assert torch.isfinite(got).all()
+        assert (got - reference).abs().max() <= 2e-2 * reference.abs().max()
+    prepared = prepare_model(model, "batch-stats", torch.float16, "cpu")
+    assert all(m.weight.dtype == torch.float32 for m in prepared.modules() if isinstance(m, BatchStatNorm2d))
