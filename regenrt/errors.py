@@ -61,6 +61,18 @@ class BusyError(RegenrtError):
     exit_code = 9
 
 
+class EnvironmentFault(RegenrtError):
+    """The machine, not an input, stopped a run: disk full, I/O error, read-only or over-quota file system, the
+    output directory gone, an engine that keeps failing, out of memory at the smallest batch. The run stops at
+    once; what was done is recorded and a re-run completes the rest. ``summary`` holds the run's counts."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, summary=None):
+        super().__init__(message)
+        self.summary = summary
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error (please report it with the traceback from REGENRT_DEBUG=1)",
@@ -72,5 +84,8 @@ EXIT_CODES = {
     7: "an input or sample file is unusable (the message names the file and the fix)",
     8: "partial: some items failed (run-infer; listed in OUTPUT/errors.csv)",
     9: "the output directory is in use by another run",
+    10: "the environment stopped the run (disk full, I/O error, read-only or over-quota file system, output "
+        "directory gone, engine failing on every batch, out of memory): done items are kept, a re-run completes "
+        "the rest",
     130: "interrupted (Ctrl-C); nothing was published under a final name",
 }

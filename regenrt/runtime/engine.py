@@ -123,6 +123,8 @@ class Engine:
         if shape[0] != self.channels:
             raise InputError(f"the engine takes {self.channels} channel(s), got {shape[0]}.")
         h, w = shape[1:]
+        if h < 1 or w < 1:
+            raise InputError(f"the input is empty ({h}x{w} pixels): nothing to run the engine on.")
         multiple = int(self.metadata["input"].get("spatial_multiple", 1))
         if self.static_hw and (h, w) != self.static_hw:
             raise InputError(f"the engine takes {self.static_hw[0]}x{self.static_hw[1]} inputs, got {h}x{w}.")

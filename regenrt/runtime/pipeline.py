@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, RegenrtError
+import errno
+
+from ..errors import EnvironmentFault, InputError, RegenrtError
 from .device import on_device, run_batch
 from .engine import Engine
 from .io import encode_npy, encode_png, write_atomic
@@ -35,6 +37,11 @@ from .manifest import Manifest, OutputLock, sources_sha
 from .tasks import Item, Prepared, RunOptions, get_runtime
 
 ERRORS_NAME = "errors.csv"
+# OSError numbers that are the machine's fault, not an item's: the run stops at once (exit code 10)
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EIO: "an I/O error", errno.EROFS:
+                      "the file system is read-only", errno.EDQUOT: "the disk quota is exceeded",
+                      errno.ENOENT: "the output directory vanished"}
+ENGINE_FAILURES_IN_A_ROW = 3  # whole batches failing on every item in a row: the engine, not the inputs
 
 
 @dataclass
@@ -64,6 +71,17 @@ def _encode(suffix: str, arr: np.ndarray) -> bytes:
     return encode_npy(arr) if suffix.endswith(".npy") else encode_png(arr)
 
 
+class ItemFailure(str):
+    """An engine failure that is one item's (found by running a failed batch item by item)."""
+
+
+STOPPED = "stopped: environment fault"  # a write the environment prevented (not an item failure)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, RegenrtError) else f"{type(exc).__name__}: {exc}"
+
+
 class _Run:
     def __init__(self, engine: Engine, in_dir: Path, out_dir: Path, options: RunOptions, progress):
         self.engine, self.in_dir, self.out_dir, self.options = engine, in_dir, out_dir, options
@@ -78,6 +96,8 @@ class _Run:
         self.inflight: deque = deque()
         self.infer_pool = ThreadPoolExecutor(engine.requests, thread_name_prefix="regenrt-infer") \
             if engine.requests > 1 and not self.on_device else None
+        self.fault: str | None = None  # set by an environment fault: the run stops
+        self.failed_batches_in_a_row = 0
 
     def timed(self, stage: str, started: float) -> None:
         with self._stage_lock:
@@ -114,6 +134,9 @@ class _Run:
         started = time.perf_counter()
         item = prepared.item
         try:
+            if output is not None and not np.isfinite(output).all():
+                bad = int((~np.isfinite(output)).sum())
+                return f"the engine's output holds {bad} NaN/Inf value(s): nothing written for this item"
             outputs = finished if finished is not None else self.runtime.finish(prepared, output, self.options)
             digests = {}
             for suffix, arr in outputs.items():
@@ -123,14 +146,27 @@ class _Run:
                 digests[name] = sha256_bytes(data)
             self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
             return None
+        except OSError as exc:
+            if exc.errno in ENVIRONMENT_ERRNOS and not (exc.errno == errno.ENOENT and self.out_dir.is_dir()):
+                self.stop(f"{ENVIRONMENT_ERRNOS[exc.errno]} while writing {item.id} under {self.out_dir} ({exc})")
+                return STOPPED
+            return f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         finally:
             self.timed("write", started)
 
+    def stop(self, reason: str) -> None:
+        """An environment fault: stop taking new work (items not attempted stay unmarked)."""
+        with self._stage_lock:
+            if self.fault is None:
+                self.fault = reason
+
     def infer(self, batch: list[Prepared], pool: ThreadPoolExecutor, writes: deque) -> None:
         """Run one batch; with an engine that takes several batches at once (``engine.requests``, OpenVINO's
         throughput mode) the batch goes to the inference threads and at most that many are in flight."""
+        if self.fault:
+            return  # an environment fault stopped the run: these items are not attempted
         if self.infer_pool is None:
             self._schedule_writes(batch, self._infer_batch(batch), pool, writes)
             return
@@ -145,29 +181,72 @@ class _Run:
             self._schedule_writes(batch, future.result(), pool, writes)
 
     def _infer_batch(self, batch: list[Prepared]):
+        """(outputs, finished) for the batch, or an exception. Out of memory: retried once as single items. Any
+        other failure of a multi-item batch: each item alone, so only the item that fails is failed."""
         started = time.perf_counter()
         try:
-            if self.on_device:  # pre-kernels, engine and post-kernels on the GPU; only results come back
-                return [None] * len(batch), run_batch(self.engine, self.runtime, batch, self.options)
-            return self.engine.infer(np.stack([p.model_input for p in batch])), [None] * len(batch)
-        except RegenrtError as exc:
-            return exc
+            return self._run_engine(batch)
+        except MemoryError:
+            if len(batch) == 1:
+                return EnvironmentFault("out of memory running the engine on a single item")
+            return self._one_by_one(batch, MemoryError)
+        except Exception as exc:  # an engine error on this batch: find the item(s) it is about
+            if len(batch) == 1:
+                return exc
+            return self._one_by_one(batch, type(exc))
         finally:
             self.timed("infer", started)
 
+    def _run_engine(self, batch: list[Prepared]):
+        if self.on_device:  # pre-kernels, engine and post-kernels on the GPU; only results come back
+            return [None] * len(batch), run_batch(self.engine, self.runtime, batch, self.options)
+        return self.engine.infer(np.stack([p.model_input for p in batch])), [None] * len(batch)
+
+    def _one_by_one(self, batch: list[Prepared], first: type):
+        outputs, finished = [], []
+        for p in batch:
+            try:
+                out, done = self._run_engine([p])
+                outputs.append(out[0])
+                finished.append(done[0])
+            except MemoryError:
+                return EnvironmentFault(f"out of memory running the engine on a single item ({p.item.id})")
+            except Exception as exc:
+                outputs.append(ItemFailure(f"{type(exc).__name__}: {exc}"))
+                finished.append(None)
+        return outputs, finished
+
     def _schedule_writes(self, batch: list[Prepared], result, pool: ThreadPoolExecutor, writes: deque) -> None:
-        if isinstance(result, RegenrtError):
+        if isinstance(result, EnvironmentFault):
+            self.stop(str(result))
+            return
+        if isinstance(result, Exception):
             for p in batch:
-                self.fail(p.item.id, "infer", str(result))
+                self.fail(p.item.id, "infer", _reason(result))
+            self._count_batch(failed=True)
             return
         outputs, finished = result
+        failures = 0
         for p, out, done in zip(batch, outputs, finished):
-            writes.append((p.item.id, pool.submit(self.write, p, out, done)))
+            if isinstance(out, ItemFailure):
+                self.fail(p.item.id, "infer", str(out))
+                failures += 1
+            else:
+                writes.append((p.item.id, pool.submit(self.write, p, out, done)))
+        self._count_batch(failed=failures == len(batch))
+
+    def _count_batch(self, failed: bool) -> None:
+        self.failed_batches_in_a_row = self.failed_batches_in_a_row + 1 if failed else 0
+        if self.failed_batches_in_a_row >= ENGINE_FAILURES_IN_A_ROW:
+            self.stop(f"the engine failed on every item of {ENGINE_FAILURES_IN_A_ROW} batches in a row "
+                      f"({self.summary.errors[-1][2] if self.summary.errors else 'no reason given'})")
 
     def drain_writes(self, writes: deque, keep: int) -> None:
         while len(writes) > keep:
             item_id, future = writes.popleft()
             error = future.result()
+            if error is STOPPED:
+                continue  # not this item's fault: it is simply not done
             if error:
                 self.fail(item_id, "write", error)
             else:
@@ -183,16 +262,20 @@ class _Run:
         with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
             try:
                 for item in pending:
+                    if self.fault:
+                        break
                     decodes.append(pool.submit(self.decode, item))
                     if len(decodes) >= prefetch:
                         self._take(decodes.popleft().result(), groups, pool, writes)
                     self.drain_writes(writes, prefetch)
-                while decodes:
+                while decodes and not self.fault:
                     self._take(decodes.popleft().result(), groups, pool, writes)
                 for shape in list(groups):
                     self.infer(groups.pop(shape), pool, writes)
                 self.drain_inflight(pool, writes, 0)
                 self.drain_writes(writes, 0)
+                for future in decodes:  # after an environment fault: not attempted, not failed
+                    future.cancel()
             except KeyboardInterrupt:
                 self.summary.interrupted = True
                 for future in decodes:
@@ -251,7 +334,18 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
             run.manifest.close()
             bar.close()
         summary.wall_s = time.perf_counter() - started
-        _write_errors(out_dir, summary)
+        try:
+            _write_errors(out_dir, summary)
+        except OSError as exc:
+            if not run.fault:
+                raise
+            print(f"run-infer: could not write {out_dir / ERRORS_NAME} either ({exc})", file=sys.stderr)
+        if run.fault:
+            remaining = summary.total - summary.done - summary.failed - summary.skipped
+            raise EnvironmentFault(
+                f"stopped: {run.fault}. {summary.done} item(s) done (recorded in the manifest), {summary.failed} "
+                f"failed, {remaining} not attempted. Fix the cause (free space, remount, restore the directory) "
+                f"and re-run the same command: it resumes with the {remaining + summary.failed} left.", summary)
         if options.submission and engine.task == "inpainting":
             _write_submission(options.submission, items, run.manifest, out_dir)
     return summary
@@ -272,7 +366,7 @@ def _write_errors(out_dir: Path, summary: Summary) -> None:
     writer = csv.writer(buf)
     writer.writerow(["item", "stage", "reason"])
     writer.writerows(sorted(summary.errors))
-    write_atomic(path, buf.getvalue().encode())
+    write_atomic(path, buf.getvalue().encode("utf-8", "backslashreplace"))  # undecodable names stay readable
 
 
 def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir: Path) -> None:

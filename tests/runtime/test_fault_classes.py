@@ -1,0 +1,151 @@
+"""Fault classes of run-infer: an item's fault is a row of errors.csv and the run goes on; an environment fault
+(disk full, an engine failing on every batch, out of memory on one item) stops the run at once with exit code 10
+and a message naming the cause and what is left; items not attempted are not marked failed; a re-run completes
+the rest byte-identical. Real faults where this machine allows (a 2 MiB tmpfs for a full disk), injected
+otherwise (the engine's runner)."""
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from regenrt.errors import EnvironmentFault
+from regenrt.runtime import Engine, RunOptions, run_directory
+from regenrt.runtime.manifest import MANIFEST_NAME
+
+from .helpers import errors_csv, run_infer
+
+
+def _phase_inputs(directory, n, size=64):
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        np.save(directory / f"p{i:03d}.npy", rng.uniform(-np.pi, np.pi, (size, size)))
+
+
+def _done(out_dir):
+    path = out_dir / MANIFEST_NAME
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 2 MiB file system (tmpfs; needs root, else the test skips)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}); needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_stops_at_once_and_a_rerun_completes_the_rest(deeplab_engine_dir, tmp_path, small_disk):
+    _phase_inputs(tmp_path / "in", 16, size=128)  # 16 x (64 KiB .npy + PNG): fits 2 MiB, not with the ballast
+    engine = deeplab_engine_dir / "model.onnx"
+    reference = run_infer("--engine", engine, "--input", tmp_path / "in", "--output", tmp_path / "ref",
+                          "--save-npy", "-q")
+    assert reference.returncode == 0, reference.stderr
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * 1_300_000)
+    out = small_disk / "out"
+    full = run_infer("--engine", engine, "--input", tmp_path / "in", "--output", out, "--save-npy", "-q",
+                     "--batch-size", "2")
+    assert full.returncode == 10, (full.returncode, full.stdout, full.stderr)
+    assert "disk is full" in full.stderr and "not attempted" in full.stderr and "re-run" in full.stderr
+    done = _done(out)
+    assert 0 < done < 16
+    if (out / "errors.csv").exists():  # nothing was an item's fault: no item is marked failed for a full disk
+        assert not errors_csv(out)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    ballast.unlink()
+    resumed = run_infer("--engine", engine, "--input", tmp_path / "in", "--output", out, "--save-npy", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"skipped {done}" in resumed.stdout
+    ref = {p.name: p.read_bytes() for p in (tmp_path / "ref").glob("p*")}
+    got = {p.name: p.read_bytes() for p in out.glob("p*")}
+    assert got == ref
+
+
+def _engine_with(deeplab_engine_dir, fault):
+    """The real engine, its runner wrapped by ``fault(batch, infer)`` (fault injection)."""
+    engine = Engine.load(deeplab_engine_dir / "model.onnx", device="cpu")
+    infer = engine.runner.infer
+    engine.runner.infer = lambda x: fault(x, infer)
+    return engine
+
+
+def test_non_finite_engine_output_is_an_item_failure_and_nothing_is_written(deeplab_engine_dir, tmp_path):
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(2)
+    bad = {"p001", "p003"}
+    for i in range(5):  # the "bad" items hold large positive phases, the others large negative ones
+        lo, hi = (2.5, 3.0) if f"p{i:03d}" in bad else (-3.0, -2.5)
+        np.save(tmp_path / "in" / f"p{i:03d}.npy", rng.uniform(lo, hi, (64, 64)))
+
+    def nan_for_positive_items(x, infer):
+        y = infer(x)
+        y[x.reshape(len(x), -1).mean(axis=1) > 0] = np.nan
+        return y
+
+    summary = run_directory(_engine_with(deeplab_engine_dir, nan_for_positive_items), tmp_path / "in",
+                            tmp_path / "o", RunOptions(batch_size=2))
+    assert (summary.done, summary.failed) == (3, 2)
+    errors = errors_csv(tmp_path / "o")
+    assert set(errors) == bad and all("NaN/Inf" in r for r in errors.values())
+    assert {p.stem for p in (tmp_path / "o").glob("*.png")} == {f"p{i:03d}" for i in range(5)} - bad
+
+
+def test_an_item_that_breaks_the_engine_fails_alone(deeplab_engine_dir, tmp_path):
+    _phase_inputs(tmp_path / "in", 6)
+
+    def fails_on_one(x, infer):
+        if np.any(np.isclose(x[:, 0, 0, 0], np.load(tmp_path / "in" / "p002.npy")[0, 0] / np.pi, atol=1e-6)):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT")
+        return infer(x)
+
+    summary = run_directory(_engine_with(deeplab_engine_dir, fails_on_one), tmp_path / "in", tmp_path / "o",
+                            RunOptions(batch_size=4))
+    assert (summary.done, summary.failed) == (5, 1)
+    assert list(errors_csv(tmp_path / "o")) == ["p002"] and "INVALID_ARGUMENT" in errors_csv(tmp_path / "o")["p002"]
+
+
+def test_out_of_memory_on_a_batch_is_retried_item_by_item(deeplab_engine_dir, tmp_path):
+    _phase_inputs(tmp_path / "in", 5)
+
+    def no_memory_for_batches(x, infer):
+        if len(x) > 1:
+            raise MemoryError()
+        return infer(x)
+
+    summary = run_directory(_engine_with(deeplab_engine_dir, no_memory_for_batches), tmp_path / "in",
+                            tmp_path / "o", RunOptions(batch_size=4))
+    assert (summary.done, summary.failed) == (5, 0)
+
+
+def test_an_engine_failing_on_every_batch_stops_the_run(deeplab_engine_dir, tmp_path):
+    _phase_inputs(tmp_path / "in", 40)
+
+    def broken(x, infer):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with pytest.raises(EnvironmentFault, match="failed on every item of 3 batches in a row") as err:
+        run_directory(_engine_with(deeplab_engine_dir, broken), tmp_path / "in", tmp_path / "o",
+                      RunOptions(batch_size=2, workers=1))
+    summary = err.value.summary
+    assert summary.failed == 6 and summary.done == 0  # 3 batches of 2, then stop: the other 34 are not failed
+    assert len(errors_csv(tmp_path / "o")) == 6 and err.value.exit_code == 10
+
+
+def test_zero_size_and_undecodable_names_are_rows_not_crashes(deeplab_engine_dir, tmp_path):
+    _phase_inputs(tmp_path / "in", 2)
+    np.save(tmp_path / "in" / "empty.npy", np.zeros((0, 0)))
+    weird = bytes(tmp_path / "in") + b"/caf\xe9.npy"  # a Latin-1 name: not valid UTF-8
+    with open(weird, "wb") as fh:
+        fh.write(b"not an npy file")
+    result = run_infer("--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in", "--output",
+                       tmp_path / "o", "-q")
+    assert result.returncode == 8, result.stderr
+    text = (tmp_path / "o" / "errors.csv").read_text(encoding="utf-8")
+    assert "empty" in text and "nothing to run" in text and "caf" in text
+    assert (tmp_path / "o" / "p000.png").exists() and (tmp_path / "o" / "p001.png").exists()
