@@ -30,7 +30,7 @@ from ..errors import ArchitectureError, InputError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
 from ..tasks import get_task, load_sample
-from .candidates import BuildContext, Candidate, candidates_for
+from .candidates import BuildContext, Candidate, artefact_names, candidates_for
 from .gate import run_gate
 from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, open_for_gate, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
@@ -280,6 +280,15 @@ def _have_openvino() -> bool:
     return True
 
 
+def _known_artefacts() -> set[str]:
+    """Every artefact file name an export can publish (candidates, their mixed-precision repairs, GPU engines)."""
+    from .candidates import list_candidates
+    from .int8 import mixed_name
+
+    names = set(artefact_names().values()) | set(GPU_ARTEFACTS.values())
+    return names | {mixed_name(c.artefact) for c in list_candidates() if c.repair is not None}
+
+
 def _files(path: Path) -> list[Path]:
     """An artefact's files: an OpenVINO IR is its .xml and .bin, a TensorRT engine has its fingerprint."""
     return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else files_of(path)
@@ -374,6 +383,9 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                 os.replace(src, dst)
         if kind not in failed:
             published[kind] = final
+    for stale in _known_artefacts() - {path.name for path in published.values()}:
+        for leftover in _files(out_dir / stale):  # an earlier export's artefact must not sit beside this one's
+            leftover.unlink(missing_ok=True)
     report["published"] = {k: v.name for k, v in published.items()}
     report["rejected"] = sorted({paths[k].name for k in failed})
     report["engine"] = engine

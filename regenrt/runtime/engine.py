@@ -57,6 +57,30 @@ def backend_for(path: Path) -> Backend:
     raise RegenrtError(f"no backend opens {path.name!r}; known artefact kinds: {known}.")
 
 
+def artefact_files(path: Path) -> list[Path]:
+    if path.suffix == ".xml":
+        return [path, path.with_suffix(".bin")]
+    if path.suffix == ".engine":
+        return [path, Path(str(path) + ".json")]
+    return [path]
+
+
+def _check_same_export(path: Path, metadata: dict) -> None:
+    """An artefact beside a parity report of another checkpoint is a leftover of an earlier export: refuse it."""
+    report = path.parent / "parity.json"
+    ours = metadata.get("source", {}).get("sha256")
+    if not ours or not report.is_file():
+        return
+    try:
+        theirs = json.loads(report.read_text()).get("checkpoint_sha256")
+    except (ValueError, OSError):
+        return
+    if theirs and theirs != ours:
+        raise RegenrtError(f"{path.name} was exported from another checkpoint (sha256 {ours[:12]}…) than the export "
+                           f"in its directory (parity.json: {theirs[:12]}…): it is a leftover of an earlier export. "
+                           "Re-export, or use the artefacts the current export published (engine.json).")
+
+
 class Engine:
     """A loaded artefact with its metadata; ``infer`` validates inputs against the contract before running."""
 
@@ -95,7 +119,14 @@ class Engine:
             )
         if mode not in MODES:
             raise RegenrtError(f"mode must be one of {MODES}, got {mode!r}.")
+        _check_same_export(path, metadata)
         return cls(path, backend, device, metadata, backend.open(path, device, mode))
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the engine is made of (an OpenVINO IR is its .xml and .bin; a TensorRT engine has its
+        fingerprint): what identifies it in run-infer's manifest."""
+        return artefact_files(self.path)
 
     @property
     def requests(self) -> int:

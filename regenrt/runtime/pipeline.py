@@ -88,7 +88,9 @@ class _Run:
         self.runtime = get_runtime(engine.task)
         self.summary = Summary()
         self.manifest = Manifest(out_dir)
-        self.engine_sha = sha256_file(engine.path)
+        files = engine.files
+        self.engine_sha = sha256_file(files[0]) if len(files) == 1 else \
+            sha256_bytes("".join(sha256_file(f) for f in files).encode())  # a swapped .bin is a new engine
         self.options_key = options.key()
         self.progress = progress
         self.on_device = on_device(engine)
@@ -144,7 +146,11 @@ class _Run:
                 name = f"{item.id}{suffix}"
                 write_atomic(self.out_dir / name, data)
                 digests[name] = sha256_bytes(data)
+            previous = self.manifest.entries.get(item.id, {}).get("outputs", {})
             self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
+            for name in set(previous) - set(digests):  # an earlier run's outputs of other options (e.g. .npy)
+                if Path(name).name == name and name.startswith(item.id):
+                    (self.out_dir / name).unlink(missing_ok=True)
             return None
         except OSError as exc:
             if exc.errno in ENVIRONMENT_ERRNOS and not (exc.errno == errno.ENOENT and self.out_dir.is_dir()):
@@ -321,6 +327,9 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
     in_dir, out_dir = Path(input_dir), Path(output_dir)
     runtime = get_runtime(engine.task)
     runtime.check_options(options)
+    if out_dir.resolve() == in_dir.resolve() or in_dir.resolve() in out_dir.resolve().parents:
+        raise RegenrtError(f"the output directory {out_dir} is inside the input directory {in_dir}: its outputs would "
+                         "be read back as inputs by the next run. Choose an --output outside --input.")
     items = runtime.items(in_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     with OutputLock(out_dir):
