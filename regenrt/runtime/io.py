@@ -112,17 +112,86 @@ def encode_png(arr: np.ndarray, level: int = PNG_LEVEL) -> bytes:
             + _png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _png_chunk(b"IEND", b""))
 
 
+CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A text cell safe to open in a spreadsheet: one starting like a formula gets a leading apostrophe (OWASP's
+    CSV-injection advice); numbers and ordinary names are unchanged. Quoting is the csv module's (RFC 4180)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(CSV_FORMULA_PREFIXES) else text
+
+
+def csv_bytes(header: list[str], rows) -> bytes:
+    """CSV with RFC 4180 quoting (the csv module's: a cell with a comma, quote or newline is quoted) of neutralized
+    cells, "\n" line ends, UTF-8; undecodable file names (surrogate escapes) become backslash escapes."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([csv_cell(c) for c in row] for row in rows)
+    return buf.getvalue().encode("utf-8", "backslashreplace")
+
+
+def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A ``.npy`` array whose header was checked first: no pickles, at most ``max_pixels`` values per plane and 4
+    planes (a header declaring 1e5 x 1e5 is refused before any allocation); float data in native byte order,
+    float16 widened to float32 and wider floats narrowed to float64 (what the kernels take)."""
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh, max_header_size=10_000)
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            raise InputError(f"not a readable .npy array: {exc}") from None
+    if dtype.hasobject:
+        raise InputError("the .npy array holds Python objects (a pickle): refused; save plain numbers.")
+    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    pixels = int(shape[-2]) * int(shape[-1]) if len(shape) >= 2 else int(np.prod(shape))
+    if pixels > max_pixels or planes > 4:
+        raise InputError(f"the .npy array is {'x'.join(map(str, shape))}: more than --max-pixels {max_pixels} "
+                         "per plane (or more than 4 planes); refused before loading.")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"not a readable .npy array: {exc}") from None
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        return np.ascontiguousarray(arr, dtype=np.complex128 if arr.dtype.itemsize >= 16 else np.complex64)
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.ascontiguousarray(arr, dtype=np.float64 if arr.dtype.itemsize >= 8 else np.float32)
+    return arr
+
+
 def encode_npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` sets it, racing with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+FILE_MODE = 0o666  # before the umask, as open() creates files (0644 under the usual 022)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``. The file gets
+    the mode a plain ``open`` would give it (0666 minus the umask), not mkstemp's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -14,8 +14,6 @@ Example::
 """
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import threading
 import time
@@ -31,7 +29,7 @@ import errno
 from ..errors import EnvironmentFault, InputError, RegenrtError
 from .device import on_device, run_batch
 from .engine import Engine
-from .io import encode_npy, encode_png, write_atomic
+from .io import csv_bytes, encode_npy, encode_png, write_atomic
 from ..hashing import sha256_bytes, sha256_file
 from .manifest import Manifest, OutputLock, sources_sha
 from .tasks import Item, Prepared, RunOptions, get_runtime
@@ -371,11 +369,7 @@ def _write_errors(out_dir: Path, summary: Summary) -> None:
     if not summary.errors:
         path.unlink(missing_ok=True)
         return
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["item", "stage", "reason"])
-    writer.writerows(sorted(summary.errors))
-    write_atomic(path, buf.getvalue().encode("utf-8", "backslashreplace"))  # undecodable names stay readable
+    write_atomic(path, csv_bytes(["item", "stage", "reason"], sorted(summary.errors)))
 
 
 def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir: Path) -> None:
@@ -383,13 +377,11 @@ def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir
     from .io import decode_image
     from .tasks.inpainting import submission_rows
 
-    buf = io.StringIO()
-    buf.write("id,value\n")
+    rows = []
     for item in items:
         entry = manifest.entries.get(item.id)
         if item.error or not entry or "boxes" not in item.extra:
             continue
         picture = decode_image(out_dir / f"{item.id}.png")
-        for key, value in submission_rows(item.sources[0].name, picture, item.extra["boxes"]):
-            buf.write(f"{key},{value}\n")
-    write_atomic(Path(path), buf.getvalue().encode())
+        rows.extend(submission_rows(item.sources[0].name, picture, item.extra["boxes"]))
+    write_atomic(Path(path), csv_bytes(["id", "value"], rows))

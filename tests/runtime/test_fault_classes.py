@@ -149,3 +149,34 @@ def test_zero_size_and_undecodable_names_are_rows_not_crashes(deeplab_engine_dir
     text = (tmp_path / "o" / "errors.csv").read_text(encoding="utf-8")
     assert "empty" in text and "nothing to run" in text and "caf" in text
     assert (tmp_path / "o" / "p000.png").exists() and (tmp_path / "o" / "p001.png").exists()
+
+
+@pytest.mark.parametrize("dtype", [">f4", "<f8", ">f8", "f2", "longdouble", ">c8"])
+def test_every_float_dtype_and_byte_order_works_with_both_kernel_sets(deeplab_engine_dir, tmp_path, dtype):
+    """The README's "any float dtype": normalized once at the boundary, so numba and NumPy kernels agree."""
+    from regenrt.kernels import get_kernels
+
+    rng = np.random.default_rng(3)
+    phase = rng.uniform(-np.pi, np.pi, (64, 64))
+    data = np.exp(1j * phase) if dtype.endswith("c8") else phase
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "p.npy", data.astype(dtype))
+    engine = Engine.load(deeplab_engine_dir / "model.onnx", device="cpu")
+    outs = {}
+    for kernels in ("numpy", "numba"):
+        summary = run_directory(engine, tmp_path / "in", tmp_path / kernels,
+                                RunOptions(kernels=get_kernels(kernels), save_npy=True))
+        assert (summary.done, summary.failed) == (1, 0), summary.errors
+        outs[kernels] = (tmp_path / kernels / "p.png").read_bytes()
+    assert outs["numpy"] == outs["numba"]
+
+
+def test_npy_header_is_checked_before_loading(deeplab_engine_dir, tmp_path):
+    (tmp_path / "in").mkdir()
+    with open(tmp_path / "in" / "huge.npy", "wb") as fh:  # declares 1e5 x 1e5 float64 (80 GB), holds nothing
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (100_000, 100_000)})
+    np.save(tmp_path / "in" / "ok.npy", np.zeros((64, 64)))
+    summary = run_directory(Engine.load(deeplab_engine_dir / "model.onnx", device="cpu"), tmp_path / "in",
+                            tmp_path / "o")
+    assert (summary.done, summary.failed) == (1, 1)
+    assert "refused before loading" in errors_csv(tmp_path / "o")["huge"]

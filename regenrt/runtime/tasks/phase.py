@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
 from ..device import cuda_kernels, download, on_device, upload
-from ..io import decode_image
+from ..io import decode_image, load_npy_checked
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
 
@@ -30,10 +30,7 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
     path = item.sources[0]
     if path.suffix.lower() == ".npy":
         require(path.stat().st_size > 0, "the file is empty (0 bytes).")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"not a readable .npy array: {exc}") from None
+        arr = load_npy_checked(path, options.max_pixels)  # any float dtype or byte order, header checked first
         if np.iscomplexobj(arr):
             arr = np.angle(arr)
         require(np.issubdtype(arr.dtype, np.floating), f"a phase map must hold radians as floats, got {arr.dtype}.")

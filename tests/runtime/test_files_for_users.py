@@ -1,0 +1,66 @@
+"""Files as users expect: output modes follow the umask (0644 under 022), writes stay atomic; CSV files are
+real CSV (quoted where needed) with formula-like cells neutralized (OWASP CSV injection)."""
+import csv
+import io
+import os
+
+import numpy as np
+import pytest
+
+from regenrt.runtime.io import csv_bytes, csv_cell, write_atomic
+
+from .helpers import run_infer, save_png
+
+
+@pytest.fixture()
+def umask():
+    def set_(mask):
+        os.umask(mask)
+
+    old = os.umask(0o022)
+    yield set_
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_umask_mode(tmp_path, umask, mask, mode):
+    umask(mask)
+    write_atomic(tmp_path / "a.png", b"data")
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "a.png").read_bytes() == b"data" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_run_infer_outputs_are_readable_by_others_under_022(deeplab_engine_dir, tmp_path, umask):
+    umask(0o022)
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "p.npy", np.zeros((64, 64)))
+    np.save(tmp_path / "in" / "bad.npy", np.zeros((3, 64, 64)))
+    result = run_infer("--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in", "--output",
+                       tmp_path / "o", "--save-npy", "-q")
+    assert result.returncode == 8
+    for name in ("p.png", "p.npy", "errors.csv"):
+        assert (tmp_path / "o" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_csv_cells_are_quoted_and_neutralized():
+    assert csv_cell("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
+    assert [csv_cell(v) for v in ("+1", "-x", "@SUM(A1)", "\tx", "img0_1_5", 255, -3)] == \
+        ["'+1", "'-x", "'@SUM(A1)", "'\tx", "img0_1_5", 255, -3]
+    text = csv_bytes(["id", "value"], [("=cmd,x_0_0", 17), ("plain_0_1", 3)]).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows == [["id", "value"], ["'=cmd,x_0_0", "17"], ["plain_0_1", "3"]]
+
+
+def test_submission_of_a_formula_like_name_stays_two_columns(pix2pix_engine_dir, tmp_path):
+    from regenrt.tasks.synthetic import synthetic_pictures
+
+    pic = synthetic_pictures(1, 256, 256, 3, seed=1)[0]
+    save_png(tmp_path / "in" / "=cmd,x.png", pic)
+    save_png(tmp_path / "in" / "plain.png", pic)
+    (tmp_path / "boxes.csv").write_text('file,x,y,width,height\n"=cmd,x.png",10,10,2,2\nplain.png,0,0,1,1\n')
+    result = run_infer("--engine", pix2pix_engine_dir / "model.onnx", "--input", tmp_path / "in", "--boxes",
+                       tmp_path / "boxes.csv", "--submission", tmp_path / "sub.csv", "--output", tmp_path / "o", "-q")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO((tmp_path / "sub.csv").read_text())))
+    assert all(len(r) == 2 for r in rows) and len(rows) == 1 + 2 * 2 * 3 + 3
+    assert rows[1][0].startswith("'=cmd,x_0_") and any(r[0] == "plain_0_0" for r in rows)
