@@ -185,11 +185,55 @@ def _umask() -> int:
 FILE_MODE = 0o666  # before the umask, as open() creates files (0644 under the usual 022)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``. The file gets
-    the mode a plain ``open`` would give it (0666 minus the umask), not mkstemp's private 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def open_no_follow(path: Path, flags: int, mode: int = FILE_MODE) -> int:
+    """``os.open`` that refuses a symlink at ``path`` (a link planted there would redirect the write)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        if path.is_symlink():
+            raise InputError(f"{path} is a symbolic link: regenrt does not write through links under an output "
+                             "directory; remove it.") from None
+        raise exc
+
+
+def make_dirs_under(root: Path, directory: Path) -> None:
+    """Create ``directory`` below ``root`` (itself as given, a link or not) without following a symbolic link
+    anywhere between them: a linked subdirectory would put outputs outside ``root``."""
+    rel = directory.relative_to(root)
+    current = root
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink():
+            raise InputError(f"{current} is a symbolic link inside the output directory {root}: outputs would land "
+                             "outside it. Remove the link, or choose another --output.")
+        current.mkdir(exist_ok=True)
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temporaries(root: Path) -> int:
+    """Delete the ``.<name>.XXXXXXXX.tmp`` files a killed run left under ``root`` (called under the output lock,
+    so no live run owns them); links are not followed. Returns how many were removed."""
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path`` (a symbolic link
+    at ``path`` is replaced, never written through). The file gets the mode a plain ``open`` would give it (0666
+    minus the umask), not mkstemp's private 0600. With ``root``, the directories between ``root`` and ``path``
+    are created without following links."""
+    if root is not None:
+        make_dirs_under(root, path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE & ~_umask())
         with os.fdopen(fd, "wb") as fh:

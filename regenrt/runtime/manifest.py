@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import BusyError
+from ..errors import BusyError, InputError
 from ..hashing import sha256_bytes, sha256_file
 
 MANIFEST_NAME = ".regenrt-manifest.jsonl"
@@ -28,7 +28,9 @@ class OutputLock:
         self.fh = None
 
     def __enter__(self) -> "OutputLock":
-        self.fh = open(self.path, "a+")
+        from .io import open_no_follow
+
+        self.fh = os.fdopen(open_no_follow(self.path, os.O_RDWR | os.O_CREAT), "r+")
         try:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -52,6 +54,9 @@ class Manifest:
     def __init__(self, out_dir: Path):
         self.path = out_dir / MANIFEST_NAME
         self.entries: dict[str, dict] = {}
+        if self.path.is_symlink():
+            raise InputError(f"{self.path} is a symbolic link: regenrt does not read or write its manifest through "
+                             "a link; remove it.")
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 try:
@@ -79,7 +84,9 @@ class Manifest:
         with self._lock:
             if self._fh is None:
                 torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
-                self._fh = open(self.path, "a")
+                from .io import open_no_follow
+
+                self._fh = os.fdopen(open_no_follow(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a")
                 if torn:
                     self._fh.write("\n")
             self._fh.write(json.dumps(entry) + "\n")

@@ -29,7 +29,7 @@ import errno
 from ..errors import EnvironmentFault, InputError, RegenrtError
 from .device import on_device, run_batch
 from .engine import Engine
-from .io import csv_bytes, encode_npy, encode_png, write_atomic
+from .io import csv_bytes, encode_npy, encode_png, remove_stale_temporaries, write_atomic
 from ..hashing import sha256_bytes, sha256_file
 from .manifest import Manifest, OutputLock, sources_sha
 from .tasks import Item, Prepared, RunOptions, get_runtime
@@ -142,7 +142,7 @@ class _Run:
             for suffix, arr in outputs.items():
                 data = _encode(suffix, arr)
                 name = f"{item.id}{suffix}"
-                write_atomic(self.out_dir / name, data)
+                write_atomic(self.out_dir / name, data, root=self.out_dir)
                 digests[name] = sha256_bytes(data)
             previous = self.manifest.entries.get(item.id, {}).get("outputs", {})
             self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
@@ -331,6 +331,7 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
     items = runtime.items(in_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     with OutputLock(out_dir):
+        remove_stale_temporaries(out_dir)  # a killed run's half-written files: no live run owns them (the lock)
         bar = _progress_bar(len(items)) if progress else _NoProgress()
         run = _Run(engine, in_dir, out_dir, options, bar)
         run.summary.total = len(items)
@@ -369,7 +370,7 @@ def _write_errors(out_dir: Path, summary: Summary) -> None:
     if not summary.errors:
         path.unlink(missing_ok=True)
         return
-    write_atomic(path, csv_bytes(["item", "stage", "reason"], sorted(summary.errors)))
+    write_atomic(path, csv_bytes(["item", "stage", "reason"], sorted(summary.errors)), root=out_dir)
 
 
 def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir: Path) -> None:
