@@ -48,4 +48,6 @@ def with_mode(model: nn.Module, mode: str) -> nn.Module:
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.BatchNorm2d):
                 setattr(parent, name, BatchStatNorm2d(child))
+            elif isinstance(child, nn.InstanceNorm2d) and child.track_running_stats:
+                child.track_running_stats = False  # train-mode semantics: each instance's own statistics
     return model.eval()

@@ -27,5 +27,5 @@ def test_pix2pix_unet256_reproduces_reference(pix2pix_fixture):
     loaded, y = _run(path, ref["x"])
     assert loaded.arch.name == "pix2pix_unet"
     assert loaded.config | {} == {"input_nc": 3, "output_nc": 3, "num_downs": 8, "ngf": 16, "norm": "batch",
-                                  "use_dropout": False}
+                                  "use_dropout": False, "instance_stats": "instance"}
     assert np.abs(y - ref["y"]).max() <= 1e-4
