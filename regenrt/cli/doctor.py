@@ -6,13 +6,16 @@ import platform
 import sys
 
 CHECKS = [  # (what, module, extra or pip name that installs it, what it is for)
-    ("torch", "torch", "torch>=2.6 (core)", "checkpoint loading, export, parity reference"),
+    ("torch", "torch", "torch>=2.6 (core; >= 2.10 for untrusted checkpoints)", "checkpoint loading, export, parity reference"),
+    ("numpy", "numpy", "core", "arrays everywhere"),
+    ("pillow", "PIL", "core", "picture decoding"),
     ("onnx", "onnx", "core", "graphs, metadata, FP16 conversion"),
     ("onnxruntime", "onnxruntime", "core (GPU: regenrt[onnx-gpu])", "ONNX engines on CPU (CUDA with onnxruntime-gpu)"),
     ("openvino", "openvino", "regenrt[openvino]", "the CPU engine with BF16"),
     ("tensorrt", "tensorrt", "NVIDIA TensorRT (not on PyPI as a working wheel here)", "TensorRT FP16 engines"),
+    ("nncf", "nncf", "regenrt[int8]", "INT8 candidates (post-training quantization)"),
     ("numba", "numba", "regenrt[numba]", "CPU pre/post kernels"),
-    ("cupy", "cupy", "regenrt[cuda]", "CUDA arrays for kernels"),
+    ("numba-cuda", "numba_cuda", "regenrt[cuda]", "CUDA pre/post kernels"),
     ("onnxscript", "onnxscript", "regenrt[dynamo]", "the dynamo ONNX exporter"),
 ]
 
@@ -25,6 +28,11 @@ def report() -> list[str]:
             lines.append(f"  ok       {name:<12} {getattr(mod, '__version__', '?'):<14} {purpose}")
         except Exception:
             lines.append(f"  missing  {name:<12} {'':<14} {purpose}; install: {extra}")
+    from ..models.checkpoint import torch_unpickler_warning
+
+    warning = torch_unpickler_warning()
+    if warning:
+        lines.append(f"  WARNING  {warning}")
     lines.append("devices:")
     try:
         import torch

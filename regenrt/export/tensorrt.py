@@ -165,8 +165,9 @@ def check_fingerprint(engine_path: str | os.PathLike, environment: dict | None, 
         if allow_unverified:
             return {}
         raise RegenrtError(f"{engine_path.name} has no fingerprint ({sidecar.name}): an engine is executable code "
-                           "and regenrt runs only engines it built and verified. Rebuild it with export-engine, or "
-                           "allow it explicitly (allow_unverified=True / --allow-unverified-engine).")
+                           "and regenrt runs only engines it built and verified. Rebuild it with export-engine (from "
+                           "Python, TensorRTRunner(path, allow_unverified=True) runs it anyway, at your risk; the "
+                           "command line has no such switch).")
     try:
         fp = json.loads(sidecar.read_text())
         rebuild = fp["rebuild"]

@@ -49,6 +49,27 @@ def _check_path(path: Path) -> None:
         raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the checkpoint file inside it.")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes); it was probably not written fully.")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not readable by this user (permission denied); "
+                              "fix its permissions (chmod) or run as a user who can read it.")
+
+
+# torch.load(weights_only=True) of releases before 2.10 has a heap memory-corruption flaw a crafted checkpoint can
+# reach (CVE-2026-24747, GHSA-63cw-57p8-fm3p; fixed in 2.10.0)
+SAFE_UNPICKLER_TORCH = (2, 10)
+
+
+def torch_unpickler_warning() -> str | None:
+    """A warning when this torch's weights-only unpickler is one the advisory lists as exploitable."""
+    found = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    if found is None:
+        return f"torch {torch.__version__!r} has no readable version: cannot tell whether its weights-only " \
+               "unpickler has the CVE-2026-24747 fix (torch >= 2.10); load only checkpoints you trust"
+    if tuple(map(int, found.groups())) < SAFE_UNPICKLER_TORCH:
+        return (f"torch {torch.__version__} predates the fix of CVE-2026-24747 (GHSA-63cw-57p8-fm3p): a crafted "
+                "checkpoint can corrupt memory even with weights_only=True. Upgrade to torch >= 2.10 before loading "
+                "checkpoints you do not trust")
+    return None
 
 
 def _torch_load(path: Path, trust_pickle: bool) -> Any:
@@ -69,12 +90,12 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
             ) from None
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}); it may be truncated or "
-            "corrupted — copy it again from its source."
+            "corrupted — copy it again from its source (a file this user may not read is reported as such)."
         ) from None
     except Exception as exc:  # garbage bytes make the unpickler fail in any number of ways; none ran code
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}); it may be truncated or "
-            "corrupted — copy it again from its source."
+            "corrupted — copy it again from its source (a file this user may not read is reported as such)."
         ) from None
 
 
@@ -153,7 +174,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, stat
     sd, stripped = _strip_prefixes(dict(sd))
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    warnings = []
+    warnings = [w for w in [torch_unpickler_warning()] if w and path.suffix != ".safetensors"]
     if trust_pickle:
         warnings.append("loaded with --trust-pickle: the checkpoint was unpickled with code execution allowed")
     return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings)

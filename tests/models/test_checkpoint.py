@@ -150,3 +150,19 @@ def test_unknown_resnet_depth_explained():
     sd = {k: v for k, v in sd.items() if not k.startswith("encoder.layer3.1.")}
     with pytest.raises(ArchitectureError, match=r"basic blocks \[2, 2, 1, 2\].*no supported encoder"):
         build_from_state_dict(sd)
+
+
+@pytest.mark.parametrize("version,warns", [("2.9.1+cu126", True), ("2.6.0", True), ("2.10.0", False),
+                                           ("2.13.0+cpu", False), ("stub", True)])
+def test_old_torch_unpickler_is_warned_about_and_recorded(tmp_path, monkeypatch, version, warns):
+    """CVE-2026-24747 (GHSA-63cw-57p8-fm3p): weights_only loading before torch 2.10 can corrupt memory on a crafted
+    file; pyproject allows torch >= 2.6, so older releases load with a warning in every artefact."""
+    from regenrt.models import checkpoint
+
+    monkeypatch.setattr(checkpoint.torch, "__version__", version)
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.zeros(2)}, path)
+    warnings = checkpoint.load_checkpoint(path).warnings
+    assert any("CVE-2026-24747" in w for w in warnings) == warns
+    if warns:
+        assert checkpoint.torch_unpickler_warning() in warnings
