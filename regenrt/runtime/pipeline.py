@@ -384,5 +384,5 @@ def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir
         if item.error or not entry or "boxes" not in item.extra:
             continue
         picture = decode_image(out_dir / f"{item.id}.png")
-        rows.extend(submission_rows(item.sources[0].name, picture, item.extra["boxes"]))
+        rows.extend(submission_rows(item.id, picture, item.extra["boxes"]))
     write_atomic(Path(path), csv_bytes(["id", "value"], rows))

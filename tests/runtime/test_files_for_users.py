@@ -64,3 +64,26 @@ def test_submission_of_a_formula_like_name_stays_two_columns(pix2pix_engine_dir,
     rows = list(csv.reader(io.StringIO((tmp_path / "sub.csv").read_text())))
     assert all(len(r) == 2 for r in rows) and len(rows) == 1 + 2 * 2 * 3 + 3
     assert rows[1][0].startswith("'=cmd,x_0_") and any(r[0] == "plain_0_0" for r in rows)
+
+
+def test_boxes_are_matched_by_relative_path(pix2pix_engine_dir, tmp_path):
+    """x/a.png and y/a.png are two pictures: their boxes and submission ids must not be shared or collide."""
+    from regenrt.tasks.synthetic import synthetic_pictures
+
+    pics = synthetic_pictures(3, 256, 256, 3, seed=5)
+    for pic, name in zip(pics, ("x/a.png", "y/a.png", "top.png")):
+        save_png(tmp_path / "in" / name, pic)
+    (tmp_path / "boxes.csv").write_text("file,x,y,width,height\nx/a.png,0,0,1,1\ny/a.png,5,5,2,1\ntop.png,1,1,1,1\n")
+    result = run_infer("--engine", pix2pix_engine_dir / "model.onnx", "--input", tmp_path / "in", "--boxes",
+                       tmp_path / "boxes.csv", "--submission", tmp_path / "sub.csv", "--output", tmp_path / "o", "-q")
+    assert result.returncode == 0, result.stderr
+    ids = [r[0] for r in csv.reader(io.StringIO((tmp_path / "sub.csv").read_text()))][1:]
+    assert len(ids) == len(set(ids)) == 3 + 6 + 3
+    assert {i.rsplit("_", 2)[0] for i in ids} == {"x/a", "y/a", "top"}  # top-level ids are the stem, as before
+
+    (tmp_path / "bare.csv").write_text("file,x,y,width,height\na.png,0,0,1,1\ntop.png,1,1,1,1\n")
+    result = run_infer("--engine", pix2pix_engine_dir / "model.onnx", "--input", tmp_path / "in", "--boxes",
+                       tmp_path / "bare.csv", "--output", tmp_path / "o2", "-q")
+    assert result.returncode == 8
+    text = (tmp_path / "o2" / "errors.csv").read_text()
+    assert text.count("matches several input files") == 2 and (tmp_path / "o2" / "top.png").exists()

@@ -69,3 +69,14 @@ def test_temporaries_of_a_killed_run_are_removed_on_resume(phase):
     keep.write_text("mine")
     run_directory(engine, tmp / "in", tmp / "o")
     assert not any(p.exists() for p in left) and keep.exists()
+
+
+def test_dangling_and_looping_input_links_are_counted_failures(phase):
+    engine, tmp = phase
+    os.symlink(tmp / "nowhere.npy", tmp / "in" / "dangling.npy")
+    os.symlink(tmp / "in" / "loop_b.npy", tmp / "in" / "loop_a.npy")
+    os.symlink(tmp / "in" / "loop_a.npy", tmp / "in" / "loop_b.npy")
+    summary = run_directory(engine, tmp / "in", tmp / "o")
+    assert (summary.total, summary.done, summary.failed) == (5, 2, 3)
+    errors = errors_csv(tmp / "o")
+    assert set(errors) == {"dangling", "loop_a", "loop_b"} and all("symbolic link" in r for r in errors.values())

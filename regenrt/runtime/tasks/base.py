@@ -103,7 +103,10 @@ def list_files(directory: Path, suffixes: tuple[str, ...], exclude: Callable[[Pa
     found = []
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        broken_link = path.is_symlink() and not path.exists()  # dangling or looping: an item that fails, counted
+        if not (path.is_file() or broken_link):
             continue
         if path.suffix.lower() in suffixes and not exclude(path):
             found.append((rel.with_suffix("").as_posix(), path))
@@ -120,6 +123,10 @@ def unique_items(pairs: list[tuple[str, Path]], make: Callable[[str, Path], Item
                               error=f"same name as {seen[item_id].name}; outputs would collide — rename one"))
             continue
         seen[item_id] = path
+        if path.is_symlink() and not path.exists():
+            items.append(Item(item_id, (path,), error="a symbolic link whose target is missing or loops back to "
+                                                      "itself: nothing to read"))
+            continue
         items.append(make(item_id, path))
     return items
 

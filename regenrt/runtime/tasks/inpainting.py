@@ -2,8 +2,9 @@
 
 Masks: white/nonzero = hole. With ``--masks DIR`` the mask of ``<stem>.<ext>`` is ``DIR/<stem>_mask.<any picture
 ext>``, else ``DIR/<stem>.<any picture ext>``; masks must be binary (0 and one other value) unless ``--soft-mask``.
-With ``--boxes CSV`` (header ``file,x,y,width,height``; one row per box, boxes numbered per file in row order)
-the holes are those rectangles. Known pixels are copied bit-exact; generated pixels land only inside holes.
+With ``--boxes CSV`` (header ``file,x,y,width,height``; one row per box, boxes numbered per file in row order;
+``file`` is the path relative to the input directory, or a bare name when only one input has it) the holes are
+those rectangles. Known pixels are copied bit-exact; generated pixels land only inside holes.
 """
 from __future__ import annotations
 
@@ -57,10 +58,19 @@ def _items(directory: Path, options: RunOptions) -> list[Item]:
     pairs = list_files(directory, picture_suffixes(), exclude=is_mask)
     boxes = read_boxes(options.boxes) if options.boxes else {}
 
+    names = [p.name for _, p in pairs]
+
     def make(item_id: str, path: Path) -> Item:
         if options.boxes:
+            rel = path.relative_to(directory).as_posix()
+            if rel in boxes:
+                return Item(item_id, (path,), {"boxes": boxes[rel]})
+            if path.name in boxes and rel != path.name and names.count(path.name) > 1:
+                return Item(item_id, (path,), error=f"{options.boxes.name} names {path.name!r}, which matches several "
+                                                    f"input files; write the path relative to the input directory "
+                                                    f"({rel!r}) in its file column")
             if path.name not in boxes:
-                return Item(item_id, (path,), error=f"no rows for {path.name} in {options.boxes.name}")
+                return Item(item_id, (path,), error=f"no rows for {rel} in {options.boxes.name}")
             return Item(item_id, (path,), {"boxes": boxes[path.name]})
         mask = _mask_for(Path(item_id).name, options.masks / Path(item_id).parent)
         if mask is None:
@@ -147,9 +157,10 @@ def _check(options: RunOptions) -> None:
         raise InputError(f"--masks {str(options.masks)!r} is not a directory.")
 
 
-def submission_rows(name: str, picture: np.ndarray, boxes: list[tuple[int, int, int, int]]):
-    """``(<file stem>_<box>_<pixel>, value)`` rows; pixels count row-major over (y, x, channel) inside the box."""
-    stem = Path(name).stem
+def submission_rows(item_id: str, picture: np.ndarray, boxes: list[tuple[int, int, int, int]]):
+    """``(<item id>_<box>_<pixel>, value)`` rows; the id is the file's path relative to the input directory without
+    its extension (the file stem for top-level files); pixels count row-major over (y, x, channel) in the box."""
+    stem = item_id
     for b, (x, y, bw, bh) in enumerate(boxes):
         values = picture[y:y + bh, x:x + bw].reshape(-1)
         for p, v in enumerate(values):
