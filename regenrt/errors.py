@@ -49,6 +49,13 @@ class InputError(RegenrtError):
     exit_code = 7
 
 
+class InferenceError(RegenrtError):
+    """The engine failed on an input, or returned non-finite values for it (Python API; run-infer makes these
+    per-item rows)."""
+
+    exit_code = 7
+
+
 class MissingDependencyError(RegenrtError):
     """An optional backend is not installed; the message names the extra that installs it."""
 

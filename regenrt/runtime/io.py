@@ -158,6 +158,12 @@ def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"not a readable .npy array: {exc}") from None
+    return native_float(arr)
+
+
+def native_float(arr: np.ndarray) -> np.ndarray:
+    """Float/complex data in native byte order and a width the kernels take (float16 -> float32, float128 ->
+    float64); other dtypes unchanged (the caller says what it needs)."""
     if np.issubdtype(arr.dtype, np.complexfloating):
         return np.ascontiguousarray(arr, dtype=np.complex128 if arr.dtype.itemsize >= 16 else np.complex64)
     if np.issubdtype(arr.dtype, np.floating):

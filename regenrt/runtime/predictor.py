@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InferenceError, InputError, RegenrtError
 from .device import on_device, run_batch
 from .engine import Engine
 from .tasks import Item, RunOptions, get_runtime
@@ -36,7 +37,8 @@ class Predictor:
 
     def predict_many(self, items: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
         """Several items; same-shaped ones run together in batches of ``options.batch_size``."""
-        prepared = [self.runtime.prepare(data, self.engine, self.options) for data in items]
+        prepared = [_typed(lambda: self.runtime.prepare(data, self.engine, self.options), f"item {n}")
+                    for n, data in enumerate(items)]
         results: list[dict[str, np.ndarray] | None] = [None] * len(prepared)
         by_shape: dict[tuple, list[int]] = {}
         for i, p in enumerate(prepared):
@@ -50,13 +52,28 @@ class Predictor:
                                                         self.options)):
                         results[i] = done
                     continue
-                outputs = self.engine.infer(np.stack([prepared[i].model_input for i in chunk]))
+                outputs = _typed(lambda: self.engine.infer(np.stack([prepared[i].model_input for i in chunk])),
+                                 "the engine", InferenceError)
                 for i, out in zip(chunk, outputs):
+                    if not np.isfinite(out).all():
+                        raise InferenceError(f"item {i}: the engine's output holds NaN/Inf values.")
                     results[i] = self.runtime.finish(prepared[i], out, self.options)
         return results  # type: ignore[return-value]
 
     def predict_file(self, path: str | Path, mask: str | Path | None = None) -> dict[str, np.ndarray]:
         """One item from files (inpainting takes the mask path too)."""
         sources = (Path(path),) + ((Path(mask),) if mask is not None else ())
-        data = self.runtime.decode(Item(Path(path).stem, sources), self.options)
+        data = _typed(lambda: self.runtime.decode(Item(Path(path).stem, sources), self.options), Path(path).name)
         return self.predict(**data)
+
+
+def _typed(call, what: str, error: type = InputError):
+    """Run ``call``; anything but a regenrt error it raises (a decoder's TokenError, numba's TypingError, NumPy's
+    MemoryError, an engine's InvalidArgument) leaves the API as ``error`` (an InputError by default), with the
+    original type named; regenrt's own errors pass unchanged."""
+    try:
+        return call()
+    except RegenrtError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the point: nothing untyped leaves the API
+        raise error(f"{what}: {type(exc).__name__}: {exc}") from exc

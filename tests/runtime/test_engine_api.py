@@ -84,3 +84,27 @@ def test_doctor_lists_backends_and_missing_extras():
     assert out.returncode == 0
     assert "onnxruntime" in out.stdout and "backend onnxruntime (.onnx): devices ['cpu']" in out.stdout
     assert "tensorrt" in out.stdout
+
+
+def test_only_regenrt_errors_leave_the_python_api(deeplab_engine_dir, tmp_path):
+    """Bad inputs to the Predictor raise RegenrtError subclasses only (a float16 big-endian map works; an object
+    array, a 0x0 map, a file that is not an array and an engine that fails are typed errors)."""
+    from regenrt.errors import InferenceError, RegenrtError
+    from regenrt.runtime import Predictor
+
+    engine = Engine.load(deeplab_engine_dir / "model.onnx", device="cpu")
+    predictor = Predictor(engine)
+    ok = predictor.predict(phase=np.zeros((64, 64), ">f2"))
+    assert ok[".png"].shape == (64, 64)
+    for bad in (np.array([[object()]]), np.zeros((0, 0)), "not an array"):
+        with pytest.raises(RegenrtError):
+            predictor.predict(phase=bad)
+    (tmp_path / "x.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(RegenrtError):
+        predictor.predict_file(tmp_path / "x.npy")
+    engine.runner.infer = lambda x: (_ for _ in ()).throw(RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT"))
+    with pytest.raises(InferenceError, match="INVALID_ARGUMENT"):
+        predictor.predict(phase=np.zeros((64, 64)))
+    engine.runner.infer = lambda x: np.full((len(x), 1, 64, 64), np.nan, np.float32)
+    with pytest.raises(InferenceError, match="NaN"):
+        predictor.predict(phase=np.zeros((64, 64)))

@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
 from ..device import cuda_kernels, download, on_device, upload
-from ..io import decode_image, load_npy_checked
+from ..io import decode_image, load_npy_checked, native_float
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
 
@@ -47,6 +47,10 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
 
 def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     phase = np.asarray(data["phase"])
+    if np.iscomplexobj(phase):
+        phase = np.angle(phase)
+    require(np.issubdtype(phase.dtype, np.floating), f"a phase map must hold radians as floats, got {phase.dtype}.")
+    phase = native_float(phase)  # any float width and byte order: the kernels take native float32/64
     if phase.ndim == 3 and phase.shape[0] == 1:
         phase = phase[0]
     require(phase.ndim == 2, f"a phase map must be HxW (one channel), got shape {phase.shape}.")
