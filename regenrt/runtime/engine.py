@@ -62,6 +62,13 @@ def artefact_files(path: Path) -> list[Path]:
         return [path, path.with_suffix(".bin")]
     if path.suffix == ".engine":
         return [path, Path(str(path) + ".json")]
+    if path.suffix == ".onnx":  # and its external data files, if any
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        locations = sorted({e.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                            for e in t.external_data if e.key == "location"})
+        return [path] + [path.parent / loc for loc in locations]
     return [path]
 
 
@@ -245,8 +252,45 @@ def _onnx_devices() -> list[str]:
     return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in providers else [])
 
 
+def check_external_data(path: Path) -> None:
+    """An ONNX file's external data must be plain files inside the model's directory: a location that is
+    absolute, climbs out with '..', goes through a symbolic link or is a hard link (whose other name may live
+    anywhere) is refused before ONNX Runtime opens anything."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a broken protobuf: ONNX Runtime would say the same, less clearly
+        raise RegenrtError(f"{path.name} is not a readable ONNX model ({type(exc).__name__}: {exc}); re-export it.") \
+            from None
+    base = path.parent.resolve()
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = path.parent / location
+        problem = None
+        if not location or Path(location).is_absolute() or ".." in Path(location).parts:
+            problem = "is not a relative path inside the model's directory"
+        elif any((path.parent / Path(*Path(location).parts[:i + 1])).is_symlink()
+                 for i in range(len(Path(location).parts))):
+            problem = "goes through a symbolic link"
+        elif not target.is_file():
+            problem = "does not exist"
+        elif base not in target.resolve().parents:
+            problem = "resolves outside the model's directory"
+        elif target.stat().st_nlink > 1:
+            problem = "is a hard link (its other names may be anywhere)"
+        if problem:
+            raise RegenrtError(f"{path.name}: the external data {location!r} of tensor {tensor.name!r} {problem}; "
+                               "refused. Keep the model's data files as plain files beside it (or re-export).")
+
+
 def _onnx_open(path: Path, device: str, mode: str = "latency"):
     from .backends.onnxruntime import OnnxRuntimeRunner
+
+    check_external_data(path)
 
     providers = ("CPUExecutionProvider",)
     if device == "cuda":  # TensorRT EP only on request: onnxruntime-gpu lists it even where TensorRT is absent
