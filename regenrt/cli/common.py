@@ -37,7 +37,7 @@ def run_cli(prog: str, body: Callable[[], int], json_report: bool = False) -> in
         if exc.report is not None:
             from ..export.parity import format_table
 
-            print(json.dumps(exc.report, default=str) if json_report else format_table(exc.report["rows"]))
+            print(json.dumps(exc.report, default=str) if json_report else format_table(exc.report["rows"], exc.report.get("metric", "image")))
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except RegenrtError as exc:

@@ -19,11 +19,16 @@ def _demo(args: argparse.Namespace) -> int:
     ckpt = make_demo_checkpoint(args.task, root)
     log(f"demo: wrote a {args.task} checkpoint with random weights to {ckpt}")
     result = export_checkpoint(ckpt, root / "engine", log=log)
-    print(format_table(result.report["rows"]))
+    print(format_table(result.report["rows"], result.report["metric"]))
     print(f"\nparity gate passed; engines in {result.output_dir}")
     extra = make_demo_inputs(args.task, root, n=args.items)
-    engine = Engine.load(result.artefacts[args.precision], device="cpu")
-    log(f"run-infer: {engine.describe()} on {args.items} demo inputs")
+    if args.engine == "chosen":  # what engine.json names: the fastest verified engine on this machine
+        engine = Engine.load(result.output_dir, device="cpu")
+        why = "the engine export chose (engine.json)"
+    else:
+        engine = Engine.load(result.artefacts[args.engine], device="cpu")
+        why = f"--engine {args.engine}"
+    log(f"run-infer: {engine.describe()} on {args.items} demo inputs — {why}")
     summary = run_directory(engine, root / "inputs", root / "outputs", RunOptions(batch_size=4, **extra),
                             progress=True)
     print(summary.text())
@@ -33,14 +38,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="regenrt-demo", epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make a demo checkpoint (random weights), export it with the parity gate, then run the FP16 "
-                    "engine over generated inputs with run-infer's pipeline.")
+        allow_abbrev=False, prog="regenrt-demo", epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Make a demo checkpoint (random weights), export it with the parity gate, then run the engine "
+                    "export chose over generated inputs with run-infer's pipeline.")
     parser.add_argument("task", nargs="?", default="phase-recovery",
                         choices=["phase-recovery", "inpainting", "segmentation"], help="default phase-recovery")
     parser.add_argument("-o", "--output", default="regenrt-demo", help="directory for everything (default ./regenrt-demo)")
     parser.add_argument("--items", type=int, default=16, help="number of demo inputs (default 16)")
-    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp16", help="engine to run (default fp16)")
+    parser.add_argument("--engine", choices=["chosen", "fp32", "fp16"], default="chosen",
+                        help="engine to run: chosen (default: the one export recorded in engine.json as fastest "
+                             "verified here), fp32 (model.onnx) or fp16 (model.fp16.onnx)")
     args = parser.parse_args(argv)
     return run_cli("regenrt-demo", lambda: _demo(args))
 

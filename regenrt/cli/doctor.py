@@ -12,7 +12,8 @@ CHECKS = [  # (what, module, extra or pip name that installs it, what it is for)
     ("onnx", "onnx", "core", "graphs, metadata, FP16 conversion"),
     ("onnxruntime", "onnxruntime", "core (GPU: regenrt[onnx-gpu])", "ONNX engines on CPU (CUDA with onnxruntime-gpu)"),
     ("openvino", "openvino", "regenrt[openvino]", "the CPU engine with BF16"),
-    ("tensorrt", "tensorrt", "NVIDIA TensorRT (not on PyPI as a working wheel here)", "TensorRT FP16 engines"),
+    ("tensorrt", "tensorrt", "regenrt[tensorrt] (NVIDIA's tensorrt-cu12 wheels; on a machine with an NVIDIA GPU "
+                             "and its driver)", "TensorRT FP16 engines"),
     ("nncf", "nncf", "regenrt[int8]", "INT8 candidates (post-training quantization)"),
     ("numba", "numba", "regenrt[numba]", "CPU pre/post kernels"),
     ("numba-cuda", "numba_cuda", "regenrt[cuda]", "CUDA pre/post kernels"),
@@ -25,7 +26,8 @@ def report() -> list[str]:
     for name, module, extra, purpose in CHECKS:
         try:
             mod = importlib.import_module(module)
-            lines.append(f"  ok       {name:<12} {getattr(mod, '__version__', '?'):<14} {purpose}")
+            version = str(getattr(mod, "__version__", "?")).split("-")[0][:14]  # OpenVINO adds a build string
+            lines.append(f"  ok       {name:<12} {version:<14} {purpose}")
         except Exception:
             lines.append(f"  missing  {name:<12} {'':<14} {purpose}; install: {extra}")
     from ..models.checkpoint import torch_unpickler_warning
@@ -52,7 +54,7 @@ def report() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    argparse.ArgumentParser(prog="regenrt-doctor", description="List backends, devices and library versions "
+    argparse.ArgumentParser(allow_abbrev=False, prog="regenrt-doctor", description="List backends, devices and library versions "
                             "found here, with the extra that installs each missing one.").parse_args(argv)
     print("\n".join(report()))
     return 0

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..models import list_architectures
     from ..tasks import list_tasks
 
-    parser = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(allow_abbrev=False, 
         prog="export-engine",
         description="Export a PyTorch checkpoint (DeepLabV3+ from segmentation_models_pytorch, Pix2Pix U-Net from "
                     "the pix2pix reference repo) to ONNX FP32 and FP16 graphs, each parity-checked against the "
@@ -149,7 +149,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.json:
         print(Path(result.output_dir, "parity.json").read_text())
     else:
-        print(format_table(result.report["rows"]))
+        print(format_table(result.report["rows"], result.report["metric"]))
         print(f"\nparity gate passed; published to {result.output_dir}: "
               + ", ".join(p.name for p in result.artefacts.values()) + ", parity.json, engine.json")
         print(candidate_lines(result.report.get("candidates", {}), result.engine))

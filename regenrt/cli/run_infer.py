@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=exit_codes_epilog() + "\n\noutputs: phase-recovery <name>.png (+ <name>.npy); inpainting <name>.png; "
                "segmentation <name>_label.png and <name>_overlay.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a prefix is not a flag: a later flag must not change what today's scripts mean
     )
     parser.add_argument("--engine", required=True, metavar="PATH",
                         help="an export-engine output directory (runs the engine its engine.json names), or one "
@@ -48,19 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", type=int, default=64_000_000,
                         help="refuse pictures declaring more pixels than this (default 64000000)")
     phase = parser.add_argument_group("phase-recovery")
-    phase.add_argument("--from-image", action="store_true",
+    phase.add_argument("--from-image", action="store_true", default=None,
                        help="inputs are ordinary pictures: use the Fourier phase of their luminance")
-    phase.add_argument("--output-range", type=_range, default=(0.0, 1.0), metavar="LOW,HIGH",
-                       help="model output values mapped to black..white (default 0,1; clipped)")
-    phase.add_argument("--bit-depth", type=int, choices=[8, 16], default=8, help="PNG bit depth (default 8)")
-    phase.add_argument("--save-npy", action="store_true", help="also write the raw output as <name>.npy")
+    phase.add_argument("--output-range", type=_range, default=None, metavar="LOW,HIGH",
+                       help="model output values mapped to black..white, e.g. 0,1 or -0.05,-0.01 (negative values "
+                            "as written). Default: the range export observed on task-realistic inputs, recorded in "
+                            "the engine; values outside clip, and the summary says how many pictures clipped")
+    phase.add_argument("--bit-depth", type=int, choices=[8, 16], default=None, help="PNG bit depth (default 8)")
+    phase.add_argument("--save-npy", action="store_true", default=None,
+                       help="also write the raw output as <name>.npy")
     inpaint = parser.add_argument_group("inpainting (exactly one of --masks / --boxes)")
     inpaint.add_argument("--masks", type=Path, metavar="DIR",
                          help="mask of <stem>.<ext> is DIR/<stem>_mask.* else DIR/<stem>.*; nonzero = hole")
     inpaint.add_argument("--boxes", type=Path, metavar="CSV", help="holes as rectangles: header file,x,y,width,height")
-    inpaint.add_argument("--feather", type=int, default=0, metavar="PX",
+    inpaint.add_argument("--feather", type=int, default=None, metavar="PX",
                          help="blend generated pixels over this many pixels inside each hole's edge (default 0)")
-    inpaint.add_argument("--soft-mask", action="store_true", help="masks are soft: blend by mask/255 inside holes")
+    inpaint.add_argument("--soft-mask", action="store_true", default=None,
+                         help="masks are soft: blend by mask/255 inside holes")
     inpaint.add_argument("--submission", type=Path, metavar="CSV",
                          help="with --boxes: write id,value rows of the pixels inside each box (README: format)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -72,13 +78,14 @@ def _run(args: argparse.Namespace) -> int:
     from ..runtime import Engine, RunOptions, run_directory
 
     engine = Engine.load(args.engine, device=args.device, mode="throughput")
+    _check_task_options(args, engine)
     if not args.quiet:
         print(engine.describe(), file=sys.stderr)
     options = RunOptions(
         batch_size=args.batch_size, workers=args.workers, kernels=get_kernels(args.kernels),
-        max_pixels=args.max_pixels, from_image=args.from_image, output_range=args.output_range,
-        bit_depth=args.bit_depth, save_npy=args.save_npy, masks=args.masks, boxes=args.boxes,
-        feather=args.feather, soft_mask=args.soft_mask, submission=args.submission,
+        max_pixels=args.max_pixels, from_image=bool(args.from_image), output_range=args.output_range,
+        bit_depth=args.bit_depth or 8, save_npy=bool(args.save_npy), masks=args.masks, boxes=args.boxes,
+        feather=args.feather or 0, soft_mask=bool(args.soft_mask), submission=args.submission,
     )
     summary = run_directory(engine, args.input, args.output, options, progress=not args.quiet)
     print(summary.text())
@@ -91,7 +98,49 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+TASK_OPTIONS = {  # option (argparse dest) -> the task it belongs to
+    "from_image": "phase-recovery", "output_range": "phase-recovery", "bit_depth": "phase-recovery",
+    "save_npy": "phase-recovery", "masks": "inpainting", "boxes": "inpainting", "feather": "inpainting",
+    "soft_mask": "inpainting", "submission": "inpainting",
+}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check_task_options(args: argparse.Namespace, engine) -> None:
+    """An option of another task, or one that needs another option, is a usage error (exit 2), never ignored."""
+    from ..errors import RegenrtError
+
+    given = [dest for dest in TASK_OPTIONS if getattr(args, dest) is not None]
+    foreign = [dest for dest in given if TASK_OPTIONS[dest] != engine.task]
+    if foreign:
+        raise RegenrtError(f"{', '.join(_flag(d) for d in foreign)} appl{'ies' if len(foreign) == 1 else 'y'} to "
+                           f"{TASK_OPTIONS[foreign[0]]} engines; {engine.path.name} is a {engine.task} engine. "
+                           "Remove it.")
+    if args.submission is not None and args.boxes is None:
+        raise RegenrtError("--submission writes the pixels inside --boxes rectangles: it needs --boxes CSV.")
+
+
+NEGATIVE_RANGE = re.compile(r"-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?,-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.IGNORECASE)
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--output-range -0.05,-0.01`` as written: argparse takes a value starting with '-' for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--output-range" and i + 1 < len(argv) and NEGATIVE_RANGE.fullmatch(argv[i + 1]):
+            out.append(f"--output-range={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.workers < 1:
         build_parser().error("--batch-size and --workers must be at least 1")

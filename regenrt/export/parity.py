@@ -70,18 +70,20 @@ def judge(row: dict, precision: str, metric: str, tol: Tolerances) -> tuple[bool
     return margin >= 0, f"PSNR >= {tol.min_psnr_db:g} dB", margin
 
 
-def format_table(rows: list[dict]) -> str:
-    """The report rows as a fixed-width text table."""
-    head = ("artefact", "case", "output", "max abs", "mean abs", "rel max", "PSNR dB", "cosine", "argmax", "gate")
+def format_table(rows: list[dict], metric: str = "image") -> str:
+    """The report rows as a fixed-width text table; the argmax column only for segmentation (class maps)."""
+    argmax = metric == "segmentation"
+    head = ("artefact", "case", "output", "max abs", "mean abs", "rel max", "PSNR dB", "cosine") \
+        + (("argmax",) if argmax else ()) + ("gate",)
     lines = [head]
     for r in rows:
         if "max_abs" not in r:
-            lines.append((r["artefact"], r["case"], r["output"], "-", "-", "-", "-", "-", "-",
-                          f"FAIL ({r['criterion']})"))
+            lines.append((r["artefact"], r["case"], r["output"], *["-"] * (len(head) - 4), f"FAIL ({r['criterion']})"))
             continue
         lines.append((
             r["artefact"], r["case"], r["output"], f"{r['max_abs']:.3g}", f"{r['mean_abs']:.3g}",
-            f"{r['rel_max']:.3g}", f"{r['psnr_db']:.1f}", f"{r['cosine']:.6f}", f"{r['argmax_agreement']:.2%}",
+            f"{r['rel_max']:.3g}", f"{r['psnr_db']:.1f}", f"{r['cosine']:.6f}",
+            *([f"{r['argmax_agreement']:.2%}"] if argmax else []),
             ("ok" if r["passed"] else "FAIL") + f" ({r['criterion']})",
         ))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]

@@ -136,7 +136,7 @@ class _Steps:
 def _parity_cases(task, config, shape, dynamic_hw, multiple, samples, n_parity, seed) -> list[tuple[str, np.ndarray]]:
     n, c, h, w = shape
     cases = [(f"synthetic {n_parity}x{c}x{h}x{w}", task.make_inputs(config, n_parity, h, w, seed))]
-    cases.append((f"batch-1 {c}x{h}x{w}", cases[0][1][:1]))
+    cases.append((f"batch-1 1x{c}x{h}x{w}", cases[0][1][:1]))
     if dynamic_hw:
         h2, w2 = _nearest(h * 3 // 4, multiple), _nearest(w * 5 // 4, multiple)
         cases.append((f"non-square 1x{c}x{h2}x{w2}", task.make_inputs(config, 1, h2, w2, seed + 1)))
@@ -322,10 +322,16 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     fp32_path = work / ARTEFACT_NAMES["fp32"]
     graph = export_onnx(model, fp32_path, example=torch.zeros(shape), dynamic_hw=p.dynamic_hw,
                         spatial_multiple=p.multiple, exporter=p.exporter)
+    cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
+    with torch.no_grad():
+        references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
+    # what the model produces on task-realistic inputs (and --samples): run-infer maps outputs to pixels with it
+    # unless told the trained range
+    base["output"]["observed_range"] = [float(min(r.min() for r in references)),
+                                        float(max(r.max() for r in references))]
     embed_metadata(graph, {**base, "precision": "fp32"})
     onnx.save(graph, str(fp32_path))
 
-    cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
     ctx = BuildContext(work, fp32_path, base, _calibration(p, cases), p.precisions,
                        openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log,
                        metric=task_obj.metric, tolerances=p.tolerances)
@@ -350,8 +356,6 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         precision_of[p.gpu_kind] = "fp16"
 
     steps("parity gate: PyTorch FP32 vs every artefact, in the precision it claims")
-    with torch.no_grad():
-        references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
     gate = run_gate(paths, precision_of, built, ctx, cases, references, task_obj.metric, p.tolerances, steps.log)
     rows, failed = gate.rows, gate.failed
     worst = min(rows, key=lambda r: r["margin"])
@@ -396,7 +400,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         os.replace(work / ENGINE_RECORD, out_dir / ENGINE_RECORD)
     else:
         (out_dir / ENGINE_RECORD).unlink(missing_ok=True)
-    table = format_table(rows)
+    table = format_table(rows, task_obj.metric)
     steps.finish()
     result = ExportResult(out_dir, published, report, base, table, report["rejected"], engine)
     if hard:

@@ -52,6 +52,7 @@ class Summary:
     wall_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "write": 0.0})
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (item, stage, reason)
+    notes: list[str] = field(default_factory=list)  # the task's lines about the run (ranges used, clipping)
 
     @property
     def items_per_s(self) -> float:
@@ -60,9 +61,9 @@ class Summary:
     def text(self) -> str:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_s.items())
         state = " (interrupted)" if self.interrupted else ""
-        return (f"done {self.done}, failed {self.failed}, skipped {self.skipped} of {self.total}{state}; "
-                f"{self.items_per_s:.1f} items/s over {self.wall_s:.1f}s; time per stage (summed over threads): "
-                f"{stages}")
+        return "\n".join([f"done {self.done}, failed {self.failed}, skipped {self.skipped} of {self.total}{state}; "
+                          f"{self.items_per_s:.1f} items/s over {self.wall_s:.1f}s; time per stage (summed over "
+                          f"threads): {stages}", *self.notes])
 
 
 def _encode(suffix: str, arr: np.ndarray) -> bytes:
@@ -97,6 +98,7 @@ class _Run:
         self.infer_pool = ThreadPoolExecutor(engine.requests, thread_name_prefix="regenrt-infer") \
             if engine.requests > 1 and not self.on_device else None
         self.fault: str | None = None  # set by an environment fault: the run stops
+        self.reports: list[dict] = []  # what finish reported per written item (list.append is thread-safe)
         self.failed_batches_in_a_row = 0
 
     def timed(self, stage: str, started: float) -> None:
@@ -144,6 +146,8 @@ class _Run:
                 name = f"{item.id}{suffix}"
                 write_atomic(self.out_dir / name, data, root=self.out_dir)
                 digests[name] = sha256_bytes(data)
+            if "report" in prepared.context:
+                self.reports.append(prepared.context["report"])
             previous = self.manifest.entries.get(item.id, {}).get("outputs", {})
             self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
             for name in set(previous) - set(digests):  # an earlier run's outputs of other options (e.g. .npy)
@@ -325,6 +329,7 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
     in_dir, out_dir = Path(input_dir), Path(output_dir)
     runtime = get_runtime(engine.task)
     runtime.check_options(options)
+    options = runtime.resolve_options(options, engine)
     if out_dir.resolve() == in_dir.resolve() or in_dir.resolve() in out_dir.resolve().parents:
         raise RegenrtError(f"the output directory {out_dir} is inside the input directory {in_dir}: its outputs would "
                          "be read back as inputs by the next run. Choose an --output outside --input.")
@@ -342,6 +347,7 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
             run.manifest.close()
             bar.close()
         summary.wall_s = time.perf_counter() - started
+        summary.notes = runtime.report(run.reports, options)
         try:
             _write_errors(out_dir, summary)
         except OSError as exc:

@@ -29,6 +29,7 @@ class Predictor:
         self.runtime = get_runtime(engine.task)
         if engine.task != "inpainting":  # the inpainting checks are about --masks/--boxes, directory mode only
             self.runtime.check_options(self.options)
+        self.options = self.runtime.resolve_options(self.options, engine)
 
     def predict(self, **data: Any) -> dict[str, np.ndarray]:
         """One item given as arrays (phase-recovery: ``phase``; inpainting: ``picture``, ``mask``;

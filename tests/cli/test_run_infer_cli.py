@@ -26,7 +26,7 @@ def test_inpainting_needs_masks_or_boxes(pix2pix_engine_dir, tmp_path):
     (tmp_path / "in").mkdir()
     result = _run("regenrt.cli.run_infer", "--engine", pix2pix_engine_dir / "model.onnx", "--input", tmp_path / "in",
                   "--output", tmp_path / "out")
-    assert result.returncode == 7 and "exactly one of --masks DIR or --boxes CSV" in result.stderr
+    assert result.returncode == 2 and "exactly one of --masks DIR or --boxes CSV" in result.stderr  # usage
 
 
 def test_missing_engine(tmp_path):

@@ -21,7 +21,7 @@ def test_phase_recovery_reproduces_smp_reference(deeplab_fixture, deeplab_engine
     for name, x in phases.items():
         np.save(inputs / f"{name}.npy", (x.astype(np.float64) * np.pi))  # radians, as users store them
     result = run_infer("--engine", deeplab_engine_dir / "model.onnx", "--input", inputs, "--output", tmp_path / "out",
-                       "--batch-size", "2", "--save-npy", "--bit-depth", "16", "-q")
+                       "--batch-size", "2", "--save-npy", "--bit-depth", "16", "--output-range", "0,1", "-q")
     assert result.returncode == 0, result.stderr
     expected = {"a": ref["y"][0], "b": ref["y"][1], "wide": ref["y_nonsquare"][0]}
     for name, y in expected.items():

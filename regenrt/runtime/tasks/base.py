@@ -27,7 +27,8 @@ class RunOptions:
     max_pixels: int = 64_000_000
     # phase-recovery
     from_image: bool = False
-    output_range: tuple[float, float] = (0.0, 1.0)
+    output_range: tuple[float, float] | None = None  # None: the range export observed (engine metadata), else 0,1
+    output_range_source: str = "given"
     bit_depth: int = 8
     save_npy: bool = False
     # inpainting
@@ -77,6 +78,10 @@ class TaskRuntime:
     # (Prepared, output[index], options, stream) -> {suffix: host array}, as ``finish``.
     device_pre: Callable[[Prepared, Any, Any, int, Any], None] | None = None
     device_post: Callable[[Prepared, Any, RunOptions, Any], dict[str, np.ndarray]] | None = None
+    # (options, engine) -> options with engine-dependent defaults filled in (e.g. phase's output range)
+    resolve_options: Callable[[RunOptions, Any], RunOptions] = lambda options, engine: options
+    # the ``report`` entries finish left in finished items' context -> lines for the run summary
+    report: Callable[[list[dict[str, Any]], RunOptions], list[str]] = lambda contexts, options: []
 
 
 _RUNTIMES: dict[str, TaskRuntime] = {}

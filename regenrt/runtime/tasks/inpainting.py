@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InputError
+from ...errors import InputError, RegenrtError
 from ...kernels.reference import feather_alpha
 from ..device import cuda_kernels, download, on_device, upload
 from ..io import as_channels, decode_image
@@ -150,7 +150,7 @@ def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict
 
 def _check(options: RunOptions) -> None:
     if bool(options.masks) == bool(options.boxes):
-        raise InputError("inpainting needs exactly one of --masks DIR or --boxes CSV.")
+        raise RegenrtError("inpainting needs exactly one of --masks DIR or --boxes CSV.")  # usage: exit 2
     if options.boxes and not options.boxes.is_file():
         raise InputError(f"--boxes {str(options.boxes)!r} does not exist.")
     if options.masks and not options.masks.is_dir():

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +75,54 @@ def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dic
     return _finish(prepared, download(output, stream), options)
 
 
+CLIP_WARN_SHARE = 0.01  # a picture with more of its pixels outside --output-range than this is reported
+
+
+def _resolve(options: RunOptions, engine) -> RunOptions:
+    """The output range: the one given, else the one export observed on task-realistic inputs, else 0,1."""
+    if options.output_range is not None:
+        return replace(options, output_range_source="given (--output-range)")
+    observed = engine.metadata.get("output", {}).get("observed_range")
+    if observed and observed[1] > observed[0]:
+        return replace(options, output_range=(float(observed[0]), float(observed[1])),
+                       output_range_source="observed at export on task-realistic inputs (--output-range LOW,HIGH "
+                                           "to map the range the model was trained to produce)")
+    return replace(options, output_range=(0.0, 1.0), output_range_source="default 0,1 (the engine records no range)")
+
+
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
     lo, hi = options.output_range
     top = 65535 if options.bit_depth == 16 else 255
-    scaled = np.clip((output[0].astype(np.float64) - lo) / (hi - lo), 0.0, 1.0) * top
+    raw = output[0].astype(np.float64)
+    prepared.context["report"] = {"span": (float(raw.min()), float(raw.max())),
+                                  "clipped": float(np.mean((raw < lo) | (raw > hi)))}
+    scaled = np.clip((raw - lo) / (hi - lo), 0.0, 1.0) * top
     outputs = {".png": np.rint(scaled).astype(np.uint16 if top == 65535 else np.uint8)}
     if options.save_npy:
         outputs[".npy"] = output.astype(np.float32)
     return outputs
 
 
+def _report(contexts: list[dict[str, Any]], options: RunOptions) -> list[str]:
+    lo, hi = options.output_range
+    lines = [f"output range {lo:g},{hi:g}: {options.output_range_source}"]
+    clipped = [c for c in contexts if c.get("clipped", 0.0) > CLIP_WARN_SHARE]
+    if clipped:
+        a = min(c["span"][0] for c in clipped)
+        b = max(c["span"][1] for c in clipped)
+        lines.append(f"WARNING: {len(clipped)} of {len(contexts)} picture(s) have more than {CLIP_WARN_SHARE:.0%} of "
+                     f"their pixels outside the output range {lo:g},{hi:g} (clipped to black/white); their outputs "
+                     f"span {a:.4g}..{b:.4g}. Pass --output-range={a:.4g},{b:.4g} (or the range the model was "
+                     "trained to produce).")
+    return lines
+
+
 def _check(options: RunOptions) -> None:
     if options.bit_depth not in (8, 16):
         raise InputError(f"--bit-depth must be 8 or 16, got {options.bit_depth}.")
-    if options.output_range[1] <= options.output_range[0]:
+    if options.output_range is not None and options.output_range[1] <= options.output_range[0]:
         raise InputError(f"--output-range must be LOW,HIGH with LOW < HIGH, got {options.output_range}.")
 
 
-register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check, _device_pre, _device_post))
+register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check, _device_pre, _device_post,
+                             resolve_options=_resolve, report=_report))
