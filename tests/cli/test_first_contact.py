@@ -1,0 +1,124 @@
+"""What a new user meets first, through the command line as typed: visible phase outputs (not clipped to black),
+flags that mean exactly what they say, the demo running the engine export chose, doctor agreeing with the README
+and pyproject, one line for the fixture tests a checkout without ../shared cannot run."""
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from regenrt.cli.doctor import CHECKS
+from regenrt.tasks.synthetic import synthetic_pictures
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(module, *args, env=None):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def _phase_inputs(directory, n=3):
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, pic in enumerate(synthetic_pictures(n, 64, 64, 1, seed=3)):
+        from regenrt.kernels.reference import fourier_phase
+
+        np.save(directory / f"p{i}.npy", fourier_phase(pic))
+
+
+def test_phase_outputs_use_the_recorded_range_and_are_visible(deeplab_engine_dir, tmp_path):
+    from regenrt.runtime import Engine
+
+    observed = Engine.load(deeplab_engine_dir / "model.onnx", device="cpu").metadata["output"]["observed_range"]
+    assert observed[0] < observed[1]
+    _phase_inputs(tmp_path / "in")
+    result = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in",
+                  "--output", tmp_path / "o", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "observed at export" in result.stdout
+    for png in (tmp_path / "o").glob("*.png"):
+        pixels = np.asarray(Image.open(png))
+        assert pixels.std() > 5 and 0 < pixels.mean() < 255  # a picture, not a black (or white) sheet
+
+
+def test_clipping_is_reported_with_the_flag_to_use_and_negative_ranges_work(deeplab_engine_dir, tmp_path):
+    _phase_inputs(tmp_path / "in")
+    clipped = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in",
+                   "--output", tmp_path / "o1", "--output-range", "5,6", "-q")  # far outside what the model gives
+    assert clipped.returncode == 0, clipped.stderr
+    warning = re.search(r"Pass --output-range=(\S+?),(\S+?) ", clipped.stdout)
+    assert warning and "3 of 3 picture(s)" in clipped.stdout, clipped.stdout
+    lo, hi = float(warning.group(1)), float(warning.group(2))
+    as_typed = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
+                    tmp_path / "in", "--output", tmp_path / "o2", "--output-range", f"{lo:g},{hi:g}", "-q")
+    assert as_typed.returncode == 0, as_typed.stderr  # "-0.05,-0.01" style values are accepted as written
+    assert "WARNING" not in as_typed.stdout and "given (--output-range)" in as_typed.stdout
+    assert _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in",
+                "--output", tmp_path / "o3", "--output-range", "-0.05,-0.01", "-q").returncode == 0
+
+
+def test_flags_mean_exactly_what_they_say(deeplab_engine_dir, pix2pix_engine_dir, segmentation_setup, tmp_path):
+    _, seg_engine = segmentation_setup
+    (tmp_path / "in").mkdir()
+    common = ("--input", tmp_path / "in", "--output", tmp_path / "o")
+    cases = [  # (engine, extra args, what stderr must name)
+        (deeplab_engine_dir / "model.onnx", ("--engin",), "the following arguments are required: --engine"),  # no prefixes
+        (seg_engine / "model.onnx", ("--boxes", tmp_path / "b.csv"), "--boxes applies to inpainting engines"),
+        (pix2pix_engine_dir / "model.onnx", ("--from-image", "--masks", tmp_path), "--from-image applies to"),
+        (pix2pix_engine_dir / "model.onnx", ("--masks", tmp_path, "--submission", tmp_path / "s.csv"),
+         "it needs --boxes"),
+        (pix2pix_engine_dir / "model.onnx", ("--masks", tmp_path, "--boxes", tmp_path / "b.csv"), "exactly one of"),
+        (deeplab_engine_dir / "model.onnx", ("--feather", "3"), "--feather applies to inpainting"),
+    ]
+    for engine, extra, message in cases:
+        args = (("--engine", engine) if "--engin" not in extra else ("--engin", engine)) + common \
+            + tuple(a for a in extra if a != "--engin")
+        result = _run("regenrt.cli.run_infer", *args)
+        assert result.returncode == 2, (extra, result.returncode, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr)
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_exit_code_table_in_readme_matches_the_code():
+    from regenrt.errors import EXIT_CODES
+
+    readme = (ROOT / "README.md").read_text()
+    table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme, re.MULTILINE))
+    assert set(map(int, table)) == set(EXIT_CODES)
+
+
+def test_doctor_readme_and_pyproject_agree_on_extras():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text()
+    for name, _, install, _ in CHECKS:
+        for extra in re.findall(r"regenrt\[([\w-]+)\]", install):
+            assert extra in extras, (name, extra)
+            assert f"regenrt[{extra}]" in readme or f"`{extra}`" in readme, (name, extra)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(pyproject["project"]["license"], str)  # SPDX string: no setuptools deprecation warning
+    lines = _run("regenrt.cli.doctor").stdout.splitlines()
+    ok = [ln for ln in lines if ln.startswith("  ok ")]
+    assert ok and len({ln.index(ln.split()[3]) for ln in ok if len(ln.split()) > 3}) == 1  # purposes aligned
+
+
+def test_demo_runs_the_engine_export_chose(tmp_path):
+    result = _run("regenrt.cli.demo", "phase-recovery", "-o", tmp_path / "demo", "--items", "3")
+    assert result.returncode == 0, result.stderr
+    chosen = json.loads((tmp_path / "demo" / "engine" / "engine.json").read_text())["engine"]
+    assert f"{chosen}:" in result.stderr and "the engine export chose (engine.json)" in result.stderr
+    assert "argmax" not in result.stdout.split("parity gate passed")[0]  # no class-map column for a picture
+    for png in (tmp_path / "demo" / "outputs").glob("*.png"):
+        assert np.asarray(Image.open(png)).std() > 5  # visibly not blank
+
+
+def test_one_line_for_fixture_tests_without_shared(tmp_path):
+    env = {**__import__("os").environ, "REGENRT_SHARED_FIXTURES": str(tmp_path / "none")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co",
+                             str(ROOT / "tests" / "models")], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=ROOT)
+    lines = [ln for ln in result.stdout.splitlines() if "golden fixtures not found" in ln]
+    assert len(lines) == 1 and "test(s) that compare against the authors' golden checkpoints" in lines[0]
