@@ -122,3 +122,30 @@ def test_one_line_for_fixture_tests_without_shared(tmp_path):
                             cwd=ROOT)
     lines = [ln for ln in result.stdout.splitlines() if "golden fixtures not found" in ln]
     assert len(lines) == 1 and "test(s) that compare against the authors' golden checkpoints" in lines[0]
+
+
+def test_every_documented_exit_code_is_produced_somewhere_in_the_suite():
+    """Each code of the README's table is asserted, through the CLI, by a test that builds the situation the table
+    names (this test finds those assertions: a code nobody checks is a promise nobody keeps)."""
+    from regenrt.errors import EXIT_CODES
+
+    sources = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    unchecked = []
+    for code in EXIT_CODES:
+        if code in (0, 1):  # success is asserted everywhere; 1 is the bug code no test should produce
+            continue
+        if not re.search(rf"returncode == {code}\b", sources):
+            unchecked.append(code)
+    assert unchecked in ([], [5]), unchecked  # 5 (ONNX export failure) has no CLI-reachable trigger on a sound model
+
+
+def test_sample_of_the_wrong_kind_is_exit_7(tmp_path):
+    import torch
+
+    from regenrt.models import create_model
+
+    torch.save(create_model("deeplabv3plus_r18", in_channels=3, classes=2).state_dict(), tmp_path / "seg.pt")
+    (tmp_path / "s").mkdir()
+    np.save(tmp_path / "s" / "gray.npy", np.zeros((1, 64, 64), np.float32))
+    result = _run("regenrt.cli.export_engine", tmp_path / "seg.pt", "-o", tmp_path / "e", "--samples", tmp_path / "s")
+    assert result.returncode == 7 and "gray.npy" in result.stderr, result.stderr

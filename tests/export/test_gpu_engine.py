@@ -35,7 +35,7 @@ def test_explicit_gpu_engine_fails_before_any_work(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "regenrt.cli.export_engine", str(tmp_path / "g.pth"), "-o",
                              str(out), "--gpu-engine", "tensorrt"], capture_output=True, text=True)
-    assert result.returncode != 0 and "needs an NVIDIA GPU" in result.stderr, result.stderr
+    assert result.returncode == 6 and "needs an NVIDIA GPU" in result.stderr, result.stderr  # README: 6
     assert "Traceback" not in result.stderr and not out.exists()
 
 
