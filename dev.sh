@@ -16,7 +16,8 @@ setup() {
   # Install torch first, pinned: an unpinned torch in a fresh environment can pull several GB of CUDA wheels.
   # Override with REGENRT_TORCH_SPEC (e.g. "torch==2.6.0"); pyproject.toml only asks for torch>=2.6.
   "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "${REGENRT_TORCH_SPEC:-torch==2.13.0}"
-  "$py" -m pip install -q -e ".[test]"
+  # setuptools prints an informational "Editable installation" notice for every -e install: silence that one only
+  PYTHONWARNINGS="ignore:Editable installation" "$py" -m pip install -q -e ".[test]"
   touch "$stamp"
 }
 
@@ -25,7 +26,7 @@ shift || true
 case "$cmd" in
   demo) setup; exec "$venv/bin/regenrt-demo" "$@" ;;
   test) setup; exec "$py" -m pytest "$@" ;;
-  bench) setup; "$py" -m pip install -q -e ".[test,bench]"; exec "$py" -m pytest --benchmark "$@" ;;
+  bench) setup; PYTHONWARNINGS="ignore:Editable installation" "$py" -m pip install -q -e ".[test,bench]"; exec "$py" -m pytest --benchmark "$@" ;;
   *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args] | ./dev.sh bench [pytest args]" >&2
      exit 2 ;;
 esac
