@@ -64,7 +64,9 @@ class Bottleneck(nn.Module):
 class ResNetEncoder(nn.Module):
     """Returns the six smp feature maps: input, stride 2, 4, 8, 16 and 32 (or dilated equivalents)."""
 
-    def __init__(self, name: str, in_channels: int = 3, output_stride: int = 32):
+    def __init__(self, name: str, in_channels: int = 3, output_stride: int = 32, torchvision_dilation: bool = False):
+        """``torchvision_dilation``: the first block of a dilated stage keeps the previous stage's dilation, as
+        torchvision's ``replace_stride_with_dilation`` builds it (its FCN and DeepLabV3); else smp's rule."""
         super().__init__()
         kind, layers = RESNET_SPECS[name]
         block = BasicBlock if kind == "basic" else Bottleneck
@@ -86,7 +88,8 @@ class ResNetEncoder(nn.Module):
             if stride != 1 or cin != planes * expansion:
                 downsample = nn.Sequential(_conv(cin, planes * expansion, 1, stride, dilation),
                                            nn.BatchNorm2d(planes * expansion))
-            stage = [block(cin, planes, stride, dilation, downsample)]
+            first = dilations[i - 1] if torchvision_dilation and i > 0 and dilation > 1 else dilation
+            stage = [block(cin, planes, stride, first, downsample)]
             cin = planes * expansion
             stage += [block(cin, planes, 1, dilation, None) for _ in range(blocks - 1)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
