@@ -194,7 +194,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     steps = _Steps(6 + bool(gpu_kind), log)
     steps(f"loading {checkpoint}")
     ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
-    loaded = build_from_state_dict(ckpt.state_dict, arch, overrides)
+    loaded = _build(ckpt, arch, overrides)
     config = loaded.config
     task_name = task or loaded.arch.default_task(config)
     if not task_name:
@@ -278,6 +278,17 @@ def _have_openvino() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _build(ckpt, arch: str | None, overrides: dict | None):
+    """The model: from the weights, with an smp config.json's options (the caller's flags win); a config and
+    weights that disagree name both files."""
+    if ckpt.config_path is None:
+        return build_from_state_dict(ckpt.state_dict, arch, overrides)
+    try:
+        return build_from_state_dict(ckpt.state_dict, arch or ckpt.arch, {**ckpt.options, **(overrides or {})})
+    except ArchitectureError as exc:
+        raise ArchitectureError(f"{ckpt.config_path} and {ckpt.path.name} disagree: {exc}") from None
 
 
 def _known_artefacts() -> set[str]:

@@ -40,6 +40,11 @@ class Checkpoint:
     wrapper_key: str | None = None
     stripped_prefixes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # an smp save_pretrained directory (or a weights file beside its config.json): the architecture and the
+    # options its config.json states (the caller's flags still win)
+    arch: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    config_path: Path | None = None
 
 
 def _check_path(path: Path) -> None:
@@ -165,6 +170,11 @@ def _strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
 def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, state_key: str | None = None) -> Checkpoint:
     """Read a checkpoint without executing code; raise :class:`CheckpointError` with a fix on any problem."""
     path = Path(path)
+    from .smp_pretrained import find_pretrained
+
+    pretrained = find_pretrained(path) if path.exists() else None
+    if pretrained is not None:
+        path = pretrained.weights
     _check_path(path)
     if path.suffix == ".safetensors":
         obj: Any = _safetensors_load(path)
@@ -177,4 +187,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, stat
     warnings = [w for w in [torch_unpickler_warning()] if w and path.suffix != ".safetensors"]
     if trust_pickle:
         warnings.append("loaded with --trust-pickle: the checkpoint was unpickled with code execution allowed")
-    return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings)
+    if pretrained is None:
+        return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings)
+    return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings, pretrained.arch,
+                      pretrained.overrides, pretrained.config_path)
