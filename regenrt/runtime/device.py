@@ -3,7 +3,7 @@ post-kernels read its output buffer — no host round-trip in between.
 
 The runtime picks this path by where the engine's buffers live: a runner on ``cuda`` that offers the device
 interface below (the torch-CUDA and TensorRT runners do) gets it; every other engine runs the CPU kernels on host
-arrays. Each task supplies ``device_pre`` / ``device_post`` (see :class:`regenrt.runtime.tasks.TaskRuntime`),
+arrays. Each task supplies ``device_pre`` / ``device_post`` (see :class:`regenrt.tasks.runtime.TaskRuntime`),
 built on the numba CUDA launchers of :mod:`regenrt.kernels.numba_cuda`, which take the runner's tensors as
 they are (``__cuda_array_interface__``) on the runner's stream.
 

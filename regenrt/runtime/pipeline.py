@@ -32,7 +32,7 @@ from .engine import Engine
 from .io import csv_bytes, encode_npy, encode_png, remove_stale_temporaries, write_atomic
 from ..hashing import sha256_bytes, sha256_file
 from .manifest import Manifest, OutputLock, sources_sha
-from .tasks import Item, Prepared, RunOptions, get_runtime
+from ..tasks.runtime import Item, Prepared, RunOptions, get_runtime
 
 ERRORS_NAME = "errors.csv"
 # OSError numbers that are the machine's fault, not an item's: the run stops at once (exit code 10)
@@ -382,7 +382,7 @@ def _write_errors(out_dir: Path, summary: Summary) -> None:
 def _write_submission(path: Path, items: list[Item], manifest: Manifest, out_dir: Path) -> None:
     """``id,value`` rows of every completed boxes item, read back from the written PNGs (so resumes agree)."""
     from .io import decode_image
-    from .tasks.inpainting import submission_rows
+    from ..tasks.runtime.inpainting import submission_rows
 
     rows = []
     for item in items:

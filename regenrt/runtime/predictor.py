@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InferenceError, InputError, RegenrtError
 from .device import on_device, run_batch
 from .engine import Engine
-from .tasks import Item, RunOptions, get_runtime
+from ..tasks.runtime import Item, RunOptions, get_runtime
 
 
 class Predictor:

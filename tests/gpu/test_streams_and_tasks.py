@@ -13,8 +13,8 @@ from regenrt.kernels import reference as ref
 from regenrt.runtime import Engine
 from regenrt.runtime.device import on_device
 from regenrt.runtime.pipeline import run_directory
-from regenrt.runtime.tasks import RunOptions
-from regenrt.runtime.tasks.segmentation import PALETTE
+from regenrt.tasks.runtime import RunOptions
+from regenrt.tasks.runtime.segmentation import PALETTE
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
 from ..runtime.helpers import read_png, save_png

@@ -4,7 +4,7 @@ import pytest
 
 from regenrt.kernels import get_kernels
 from regenrt.kernels import reference as ref
-from regenrt.runtime.tasks.segmentation import PALETTE
+from regenrt.tasks.runtime.segmentation import PALETTE
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
 nb = get_kernels("numba")

@@ -5,7 +5,7 @@ import pytest
 from regenrt.errors import InputError
 from regenrt.kernels import numba_cuda as kc
 from regenrt.kernels import reference as ref
-from regenrt.runtime.tasks.segmentation import PALETTE
+from regenrt.tasks.runtime.segmentation import PALETTE
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
 cuda = kc.cuda

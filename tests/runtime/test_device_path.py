@@ -16,7 +16,7 @@ from regenrt.runtime import Engine
 from regenrt.runtime.device import on_device
 from regenrt.runtime.pipeline import run_directory
 from regenrt.runtime.predictor import Predictor
-from regenrt.runtime.tasks import RunOptions
+from regenrt.tasks.runtime import RunOptions
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
 from .helpers import read_png, save_png
@@ -103,7 +103,7 @@ def test_device_path_matches_cpu_path(tiny_engines, task):
 
 
 def cpu_input(engine, options, item):
-    from regenrt.runtime.tasks import get_runtime
+    from regenrt.tasks.runtime import get_runtime
 
     return get_runtime(engine.task).prepare(item, engine, options).model_input[None]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...errors import InputError, RegenrtError
 from ...kernels import KernelSet, get_kernels
-from ...tasks.base import IMAGE_SUFFIXES
+from ..base import IMAGE_SUFFIXES
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from ...kernels.reference import IMAGENET_MEAN, IMAGENET_STD
-from ..device import cuda_kernels, download, on_device, upload
-from ..io import as_channels, decode_image
+from ...runtime.device import cuda_kernels, download, on_device, upload
+from ...runtime.io import as_channels, decode_image
 from .base import Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime, unique_items
 
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
-from ..device import cuda_kernels, download, on_device, upload
-from ..io import decode_image, load_npy_checked, native_float
+from ...runtime.device import cuda_kernels, download, on_device, upload
+from ...runtime.io import decode_image, load_npy_checked, native_float
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from ...errors import InputError, RegenrtError
 from ...kernels.reference import feather_alpha
-from ..device import cuda_kernels, download, on_device, upload
-from ..io import as_channels, decode_image
+from ...runtime.device import cuda_kernels, download, on_device, upload
+from ...runtime.io import as_channels, decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
 
