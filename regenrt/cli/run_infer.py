@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="masks are soft: blend by mask/255 inside holes")
     inpaint.add_argument("--submission", type=Path, metavar="CSV",
                          help="with --boxes: write id,value rows of the pixels inside each box (README: format)")
+    scale = parser.add_argument_group("scaling out (Ray Data; pip install regenrt[ray])")
+    scale.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on Ray: the cluster at ADDRESS (e.g. ray://head:10001 or auto), or a local Ray "
+                            "without one; same outputs, manifest and errors.csv; --input and --output must be on a "
+                            "file system every worker sees")
+    scale.add_argument("--ray-actors", type=int, default=1, metavar="N",
+                       help="Ray actors, each loading the engine once (default 1; one GPU each with --device cuda)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -87,7 +94,14 @@ def _run(args: argparse.Namespace) -> int:
         bit_depth=args.bit_depth or 8, save_npy=bool(args.save_npy), masks=args.masks, boxes=args.boxes,
         feather=args.feather or 0, soft_mask=bool(args.soft_mask), submission=args.submission,
     )
-    summary = run_directory(engine, args.input, args.output, options, progress=not args.quiet)
+    if args.ray is not None:
+        from ..integrations.ray import infer_dataset
+
+        summary = infer_dataset(args.engine, args.input, args.output, options,
+                                address=None if args.ray == "local" else args.ray, num_actors=args.ray_actors,
+                                device=engine.device)
+    else:
+        summary = run_directory(engine, args.input, args.output, options, progress=not args.quiet)
     print(summary.text())
     if summary.interrupted:
         print("run-infer: interrupted; completed items are recorded and a re-run resumes.", file=sys.stderr)

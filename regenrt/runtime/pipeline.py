@@ -70,6 +70,12 @@ def _encode(suffix: str, arr: np.ndarray) -> bytes:
     return encode_npy(arr) if suffix.endswith(".npy") else encode_png(arr)
 
 
+def _engine_sha(engine: Engine) -> str:
+    """The engine's identity in the manifest: every file it is made of (a swapped .bin is a new engine)."""
+    files = engine.files
+    return sha256_file(files[0]) if len(files) == 1 else sha256_bytes("".join(sha256_file(f) for f in files).encode())
+
+
 class ItemFailure(str):
     """An engine failure that is one item's (found by running a failed batch item by item)."""
 
@@ -87,9 +93,7 @@ class _Run:
         self.runtime = get_runtime(engine.task)
         self.summary = Summary()
         self.manifest = Manifest(out_dir)
-        files = engine.files
-        self.engine_sha = sha256_file(files[0]) if len(files) == 1 else \
-            sha256_bytes("".join(sha256_file(f) for f in files).encode())  # a swapped .bin is a new engine
+        self.engine_sha = _engine_sha(engine)
         self.options_key = options.key()
         self.progress = progress
         self.on_device = on_device(engine)
@@ -147,7 +151,7 @@ class _Run:
                 write_atomic(self.out_dir / name, data, root=self.out_dir)
                 digests[name] = sha256_bytes(data)
             if "report" in prepared.context:
-                self.reports.append(prepared.context["report"])
+                self.reports.append({**prepared.context["report"], "id": item.id})
             previous = self.manifest.entries.get(item.id, {}).get("outputs", {})
             self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
             for name in set(previous) - set(digests):  # an earlier run's outputs of other options (e.g. .npy)
