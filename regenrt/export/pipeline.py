@@ -25,16 +25,15 @@ import onnx
 import torch
 
 from .. import __version__
-from ..hashing import sha256_file
 from ..errors import ArchitectureError, InputError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
 from ..tasks import get_task, load_sample
 from .candidates import BuildContext, Candidate, artefact_names, candidates_for
 from .gate import run_gate
-from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, open_for_gate, record_parity, resolve_gpu_engine
+from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
-from .onnx_export import INPUT_NAME, OPSET, check_model, export_onnx
+from .onnx_export import INPUT_NAME, OPSET, export_onnx
 from .parity import Tolerances, format_table
 from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
 

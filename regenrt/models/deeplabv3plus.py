@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ArchitectureError
-from .registry import Architecture, Detection, register_architecture
-from .resnet import RESNET_SPECS, ResNetEncoder
+from .registry import Architecture, Detection, register_architecture, task_from_head
+from .resnet import RESNET_SPECS, ResNetEncoder, resnet_encoder_name
 
 
 def _cbr(conv: nn.Module, channels: int) -> list[nn.Module]:
@@ -111,24 +110,12 @@ def _build(config: dict[str, Any]) -> nn.Module:
     return DeepLabV3Plus(**config)
 
 
-def _blocks(sd: Mapping[str, Tensor], stage: int) -> int:
-    prefix = f"encoder.layer{stage}."
-    return len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
-
-
 def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     needed = ("encoder.conv1.weight", "decoder.aspp.0.convs.0.0.weight", "segmentation_head.0.weight")
     if not all(k in sd for k in needed):
         return None
-    kind = "bottleneck" if "encoder.layer1.0.conv3.weight" in sd else "basic"
-    layers = tuple(_blocks(sd, s) for s in (1, 2, 3, 4))
-    encoder = next((n for n, spec in RESNET_SPECS.items() if spec == (kind, layers)), None)
-    if encoder is None:
-        known = "; ".join(f"{n}: {k} {list(v)}" for n, (k, v) in RESNET_SPECS.items())
-        raise ArchitectureError(f"found DeepLabV3+ weights with a ResNet of {kind} blocks {list(layers)} per "
-                                f"stage, which is no supported encoder ({known}).")
     config = {
-        "encoder": encoder,
+        "encoder": resnet_encoder_name(sd, "encoder.", "DeepLabV3+"),
         "in_channels": int(sd["encoder.conv1.weight"].shape[1]),
         "classes": int(sd["segmentation_head.0.weight"].shape[0]),
         "decoder_channels": int(sd["decoder.aspp.0.convs.0.0.weight"].shape[0]),
@@ -141,20 +128,12 @@ def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     return Detection("deeplabv3plus", config, assumed)
 
 
-def _default_task(config: dict[str, Any]) -> str:
-    if config["classes"] > 1:
-        return "segmentation"
-    if config["in_channels"] == 1:
-        return "phase-recovery"
-    return ""  # 3-channel input, 1 class: binary segmentation or regression — the caller must say
-
-
 register_architecture(Architecture(
     name="deeplabv3plus",
     build=_build,
     detect=_detect,
     defaults=DEFAULTS,
-    default_task=_default_task,
+    default_task=task_from_head,
     spatial_multiple=lambda c: int(c["output_stride"]),
     dynamic_hw=lambda c: True,
     default_hw=lambda c: (256, 256),

@@ -95,3 +95,12 @@ def create_model(name: str, **config: Any) -> nn.Module:
             f"{arch.name} has no option(s) {sorted(unknown)}; its options are {sorted(arch.defaults)}."
         )
     return arch.build(full)
+
+
+def task_from_head(config: dict[str, Any]) -> str:
+    """The task an encoder-decoder's head implies: several classes -> segmentation; one output from one input
+    channel -> phase-recovery; one output from 3 channels -> "" (binary segmentation or regression: the caller
+    must say, --task)."""
+    if config["classes"] > 1:
+        return "segmentation"
+    return "phase-recovery" if config["in_channels"] == 1 else ""

@@ -7,7 +7,11 @@ block keeps the previous dilation. That difference changes outputs, so it is rep
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 from torch import Tensor, nn
+
+from ..errors import ArchitectureError
 
 # encoder name -> (block kind, blocks per stage)
 RESNET_SPECS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -105,3 +109,16 @@ class ResNetEncoder(nn.Module):
             x = layer(x)
             features.append(x)
         return features
+
+
+def resnet_encoder_name(sd: Mapping[str, Tensor], prefix: str, what: str) -> str:
+    """Which supported ResNet the weights under ``prefix`` are (block kind and blocks per stage)."""
+    kind = "bottleneck" if f"{prefix}layer1.0.conv3.weight" in sd else "basic"
+    layers = tuple(len({k[len(f"{prefix}layer{s}."):].split(".")[0] for k in sd if k.startswith(f"{prefix}layer{s}.")})
+                   for s in (1, 2, 3, 4))
+    name = next((n for n, spec in RESNET_SPECS.items() if spec == (kind, layers)), None)
+    if name is None:
+        known = "; ".join(f"{n}: {k} {list(v)}" for n, (k, v) in RESNET_SPECS.items())
+        raise ArchitectureError(f"found {what} weights with a ResNet of {kind} blocks {list(layers)} per stage, "
+                                f"which is no supported encoder ({known}).")
+    return name

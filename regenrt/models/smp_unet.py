@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ArchitectureError
-from .registry import Architecture, Detection, register_architecture
-from .resnet import RESNET_SPECS, ResNetEncoder
+from .registry import Architecture, Detection, register_architecture, task_from_head
+from .resnet import RESNET_SPECS, ResNetEncoder, resnet_encoder_name
 
 
 def _conv_relu(cin: int, cout: int, norm: bool) -> nn.Sequential:
@@ -84,19 +83,6 @@ def _build(config: dict[str, Any]) -> nn.Module:
     return Unet(**config)
 
 
-def resnet_encoder_name(sd: Mapping[str, Tensor], prefix: str, what: str) -> str:
-    """Which supported ResNet the weights under ``prefix`` are (block kind and blocks per stage)."""
-    kind = "bottleneck" if f"{prefix}layer1.0.conv3.weight" in sd else "basic"
-    layers = tuple(len({k[len(f"{prefix}layer{s}."):].split(".")[0] for k in sd if k.startswith(f"{prefix}layer{s}.")})
-                   for s in (1, 2, 3, 4))
-    name = next((n for n, spec in RESNET_SPECS.items() if spec == (kind, layers)), None)
-    if name is None:
-        known = "; ".join(f"{n}: {k} {list(v)}" for n, (k, v) in RESNET_SPECS.items())
-        raise ArchitectureError(f"found {what} weights with a ResNet of {kind} blocks {list(layers)} per stage, "
-                                f"which is no supported encoder ({known}).")
-    return name
-
-
 def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     needed = ("encoder.conv1.weight", "decoder.blocks.0.conv1.0.weight", "segmentation_head.0.weight")
     if not all(k in sd for k in needed) or "decoder.blocks.5.conv1.0.weight" in sd:
@@ -116,18 +102,12 @@ def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     return Detection("smp_unet", config, assumed)
 
 
-def _default_task(config: dict[str, Any]) -> str:
-    if config["classes"] > 1:
-        return "segmentation"
-    return "phase-recovery" if config["in_channels"] == 1 else ""
-
-
 register_architecture(Architecture(
     name="smp_unet",
     build=_build,
     detect=_detect,
     defaults=DEFAULTS,
-    default_task=_default_task,
+    default_task=task_from_head,
     spatial_multiple=lambda c: 32,
     dynamic_hw=lambda c: True,
     default_hw=lambda c: (256, 256),

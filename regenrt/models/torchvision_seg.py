@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .deeplabv3plus import ASPP
-from .registry import Architecture, Detection, register_architecture
-from .resnet import ResNetEncoder
-from .smp_unet import resnet_encoder_name
+from .registry import Architecture, Detection, register_architecture, task_from_head
+from .resnet import ResNetEncoder, resnet_encoder_name
 
 HEADS = ("fcn", "deeplabv3")
 ENCODERS = ("resnet50", "resnet101")
@@ -83,18 +82,12 @@ def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     return Detection("torchvision_segmentation", config, assumed)
 
 
-def _default_task(config: dict[str, Any]) -> str:
-    if config["classes"] > 1:
-        return "segmentation"
-    return "phase-recovery" if config["in_channels"] == 1 else ""
-
-
 register_architecture(Architecture(
     name="torchvision_segmentation",
     build=_build,
     detect=_detect,
     defaults=DEFAULTS,
-    default_task=_default_task,
+    default_task=task_from_head,
     spatial_multiple=lambda c: 8,
     dynamic_hw=lambda c: True,
     default_hw=lambda c: (256, 256),

@@ -1,0 +1,57 @@
+"""The Triton model repository regenrt writes, parsed back with Triton's own ModelConfig protobuf (from the
+tritonclient wheel) and checked against the engine's metadata; the model file is the verified artefact, byte for
+byte. No Triton server runs here (see the README's "Scaling out")."""
+import importlib.util
+
+import pytest
+
+from regenrt.errors import RegenrtError
+from regenrt.integrations.triton import write_repository
+from regenrt.runtime.engine import backend_for
+
+
+def _model_config():
+    spec = importlib.util.find_spec("tritonclient")
+    if spec is None:
+        pytest.skip("tritonclient is not installed (pip install regenrt[triton]): no ModelConfig proto to parse with")
+    import pathlib
+
+    path = pathlib.Path(spec.submodule_search_locations[0]) / "grpc" / "model_config_pb2.py"
+    module_spec = importlib.util.spec_from_file_location("model_config_pb2", path)  # without grpcio
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.ModelConfig
+
+
+@pytest.mark.parametrize("artefact,platform,backend,file", [
+    ("model.onnx", "onnxruntime_onnx", "", "model.onnx"),
+    ("model.openvino.xml", "", "openvino", "model.xml"),
+])
+def test_repository_config_parses_and_matches_the_engine(deeplab_engine_dir, tmp_path, artefact, platform, backend,
+                                                         file):
+    from google.protobuf import text_format
+
+    source = deeplab_engine_dir / artefact
+    if not source.exists():
+        pytest.skip(f"{artefact} was not published on this machine")
+    config_path = write_repository(source, tmp_path / "repo", name="phase", max_batch_size=8, instances=2)
+    config = text_format.Parse(config_path.read_text(), _model_config()())
+    metadata = backend_for(source).read_metadata(source)
+    assert (config.name, config.platform, config.backend, config.max_batch_size) == ("phase", platform, backend, 8)
+    assert [i.name for i in config.input] == ["input"] and [o.name for o in config.output] == ["output"]
+    assert list(config.input[0].dims) == [metadata["input"]["channels"], -1, -1]  # dynamic H, W
+    assert list(config.output[0].dims) == [metadata["output"]["channels"], -1, -1]
+    assert config.HasField("dynamic_batching") and config.instance_group[0].count == 2
+    assert (config_path.parent / "1" / file).read_bytes() == source.read_bytes()
+    if file == "model.xml":
+        assert (config_path.parent / "1" / "model.bin").read_bytes() == source.with_suffix(".bin").read_bytes()
+
+
+def test_fixed_size_engine_dims_and_refusals(pix2pix_engine_dir, tmp_path):
+    from google.protobuf import text_format
+
+    config = text_format.Parse(write_repository(pix2pix_engine_dir / "model.onnx", tmp_path / "r").read_text(),
+                               _model_config()())
+    assert config.name == "inpainting" and list(config.input[0].dims) == [3, 256, 256]
+    with pytest.raises(RegenrtError, match="at least 1"):
+        write_repository(pix2pix_engine_dir / "model.onnx", tmp_path / "r2", max_batch_size=0)
