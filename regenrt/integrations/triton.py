@@ -54,6 +54,8 @@ def write_repository(engine: str | os.PathLike, repo: str | os.PathLike, *, name
     from ..runtime.engine import backend_for, resolve_engine_path
 
     path = resolve_engine_path(Path(engine), "auto")
+    if not path.is_file():
+        raise RegenrtError(f"engine {str(path)!r} does not exist or is not a file; build one with export-engine.")
     if path.suffix not in KINDS:
         raise RegenrtError(f"{path.name}: Triton serves ONNX, OpenVINO and TensorRT artefacts; the torch artefact "
                            "has no Triton backend here — export with --gpu-engine tensorrt or serve model.onnx.")

@@ -55,3 +55,20 @@ def test_fixed_size_engine_dims_and_refusals(pix2pix_engine_dir, tmp_path):
     assert config.name == "inpainting" and list(config.input[0].dims) == [3, 256, 256]
     with pytest.raises(RegenrtError, match="at least 1"):
         write_repository(pix2pix_engine_dir / "model.onnx", tmp_path / "r2", max_batch_size=0)
+
+
+def test_command_line_form(deeplab_engine_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from google.protobuf import text_format
+
+    result = subprocess.run([sys.executable, "-m", "regenrt.cli.triton", str(deeplab_engine_dir / "model.onnx"), "-o",
+                             str(tmp_path / "repo"), "--name", "phase", "--max-batch-size", "4"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    config = text_format.Parse((tmp_path / "repo" / "phase" / "config.pbtxt").read_text(), _model_config()())
+    assert config.max_batch_size == 4 and config.platform == "onnxruntime_onnx"
+    bad = subprocess.run([sys.executable, "-m", "regenrt.cli.triton", str(tmp_path / "none.onnx"), "-o",
+                          str(tmp_path / "r2")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
