@@ -89,22 +89,13 @@ def infer_dataset(engine: str | os.PathLike, input_dir: str | os.PathLike, outpu
     go to an actor per call (default 4 batches). The output directory must be on a file system every worker sees.
     """
     ray = import_ray()
-    from ..runtime import Engine, RunOptions
+    from ..runtime import Engine
     from ..runtime.io import remove_stale_temporaries
     from ..runtime.manifest import Manifest, OutputLock, sources_sha
-    from ..runtime.pipeline import Summary, _engine_sha, _write_errors
-    from ..tasks.runtime import get_runtime
+    from ..runtime.pipeline import Summary, _engine_sha, close_run, plan_run
 
-    options = options or RunOptions()
-    in_dir, out_dir = Path(input_dir), Path(output_dir)
     probe = Engine.load(engine, device=device)  # the driver reads the task and identity; actors run it
-    runtime = get_runtime(probe.task)
-    runtime.check_options(options)
-    options = runtime.resolve_options(options, probe)
-    if out_dir.resolve() == in_dir.resolve() or in_dir.resolve() in out_dir.resolve().parents:
-        raise RegenrtError(f"the output directory {out_dir} is inside the input directory {in_dir}; choose another.")
-    items = runtime.items(in_dir, options)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    runtime, options, items, in_dir, out_dir = plan_run(probe, input_dir, output_dir, options)
     summary = Summary(total=len(items))
     started = time.perf_counter()
     with OutputLock(out_dir):
@@ -146,5 +137,5 @@ def infer_dataset(engine: str | os.PathLike, input_dir: str | os.PathLike, outpu
             manifest.close()
         summary.wall_s = time.perf_counter() - started
         summary.notes = runtime.report(reports, options)
-        _write_errors(out_dir, summary)
+        close_run(out_dir, summary, options, items, manifest, probe.task)
     return summary

@@ -138,8 +138,8 @@ def csv_bytes(header: list[str], rows) -> bytes:
 
 def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A ``.npy`` array whose header was checked first: no pickles, at most ``max_pixels`` values per plane and 4
-    planes (a header declaring 1e5 x 1e5 is refused before any allocation); float data in native byte order,
-    float16 widened to float32 and wider floats narrowed to float64 (what the kernels take)."""
+    planes (a header declaring 1e5 x 1e5 is refused before any allocation). The dtype is left as stored: the task's
+    ``prepare`` normalizes it (:func:`native_float`), for files and for the Python API alike."""
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
@@ -158,7 +158,7 @@ def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"not a readable .npy array: {exc}") from None
-    return native_float(arr)
+    return arr
 
 
 def native_float(arr: np.ndarray) -> np.ndarray:

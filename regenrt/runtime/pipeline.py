@@ -326,9 +326,11 @@ class _NoProgress:
         pass
 
 
-def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | None = None,
-                  progress: bool = False) -> Summary:
-    """Run ``engine`` over ``input_dir`` into ``output_dir`` (see module docstring); returns the summary."""
+def plan_run(engine: Engine, input_dir, output_dir, options: RunOptions | None):
+    """What every driver of a run does before taking the output lock (run_directory here, the Ray driver in
+    :mod:`regenrt.integrations.ray`): the task's runtime, the options with engine-dependent defaults, the items;
+    an output directory inside the input directory refused; the output directory created.
+    Returns (runtime, options, items, in_dir, out_dir)."""
     options = options or RunOptions()
     in_dir, out_dir = Path(input_dir), Path(output_dir)
     runtime = get_runtime(engine.task)
@@ -336,9 +338,36 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
     options = runtime.resolve_options(options, engine)
     if out_dir.resolve() == in_dir.resolve() or in_dir.resolve() in out_dir.resolve().parents:
         raise RegenrtError(f"the output directory {out_dir} is inside the input directory {in_dir}: its outputs would "
-                         "be read back as inputs by the next run. Choose an --output outside --input.")
+                           "be read back as inputs by the next run. Choose an --output outside --input.")
     items = runtime.items(in_dir, options)
     out_dir.mkdir(parents=True, exist_ok=True)
+    return runtime, options, items, in_dir, out_dir
+
+
+def close_run(out_dir: Path, summary: Summary, options: RunOptions, items: list[Item], manifest: Manifest,
+              task: str, fault: str | None = None) -> None:
+    """What every driver does at the end, under the output lock: errors.csv, the environment fault (raised with
+    the counts), the submission CSV."""
+    try:
+        _write_errors(out_dir, summary)
+    except OSError as exc:
+        if not fault:
+            raise
+        print(f"run-infer: could not write {out_dir / ERRORS_NAME} either ({exc})", file=sys.stderr)
+    if fault:
+        remaining = summary.total - summary.done - summary.failed - summary.skipped
+        raise EnvironmentFault(
+            f"stopped: {fault}. {summary.done} item(s) done (recorded in the manifest), {summary.failed} "
+            f"failed, {remaining} not attempted. Fix the cause (free space, remount, restore the directory) "
+            f"and re-run the same command: it resumes with the {remaining + summary.failed} left.", summary)
+    if options.submission and task == "inpainting":
+        _write_submission(options.submission, items, manifest, out_dir)
+
+
+def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | None = None,
+                  progress: bool = False) -> Summary:
+    """Run ``engine`` over ``input_dir`` into ``output_dir`` (see module docstring); returns the summary."""
+    runtime, options, items, in_dir, out_dir = plan_run(engine, input_dir, output_dir, options)
     with OutputLock(out_dir):
         remove_stale_temporaries(out_dir)  # a killed run's half-written files: no live run owns them (the lock)
         bar = _progress_bar(len(items)) if progress else _NoProgress()
@@ -352,20 +381,7 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
             bar.close()
         summary.wall_s = time.perf_counter() - started
         summary.notes = runtime.report(run.reports, options)
-        try:
-            _write_errors(out_dir, summary)
-        except OSError as exc:
-            if not run.fault:
-                raise
-            print(f"run-infer: could not write {out_dir / ERRORS_NAME} either ({exc})", file=sys.stderr)
-        if run.fault:
-            remaining = summary.total - summary.done - summary.failed - summary.skipped
-            raise EnvironmentFault(
-                f"stopped: {run.fault}. {summary.done} item(s) done (recorded in the manifest), {summary.failed} "
-                f"failed, {remaining} not attempted. Fix the cause (free space, remount, restore the directory) "
-                f"and re-run the same command: it resumes with the {remaining + summary.failed} left.", summary)
-        if options.submission and engine.task == "inpainting":
-            _write_submission(options.submission, items, run.manifest, out_dir)
+        close_run(out_dir, summary, options, items, run.manifest, engine.task, run.fault)
     return summary
 
 

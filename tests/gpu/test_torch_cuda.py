@@ -82,22 +82,32 @@ def test_kernels_on_torch_cuda_tensors():
         kc.composite(gen, torch.from_numpy(pic).cuda(), torch.from_numpy(mask).cuda(), result)
 
 
-def test_pipeline_on_gpu_keeps_known_pixels_and_matches_cpu(gpu_export, tmp_path):
+def _inpainting_inputs(tmp_path):
+    """6 pictures with box masks at batch 4: a full batch and a tail batch."""
     pictures = synthetic_pictures(6, 256, 256, 3, seed=8)
     masks = box_masks(6, 256, 256, seed=9)[0] * 255
     for i, (p, m) in enumerate(zip(pictures, masks)):
         save_png(tmp_path / "in" / f"p{i}.png", p)
         save_png(tmp_path / "masks" / f"p{i}_mask.png", m)
-    options = RunOptions(batch_size=4, masks=tmp_path / "masks")
-    gpu = Engine.load(gpu_export)
-    summary = run_directory(gpu, tmp_path / "in", tmp_path / "gpu", options)
-    assert (summary.done, summary.failed) == (6, 0)
-    run_directory(Engine.load(gpu_export, device="cpu"), tmp_path / "in", tmp_path / "cpu", options)
-    for i in range(6):
+    return pictures, masks, RunOptions(batch_size=4, masks=tmp_path / "masks")
+
+
+def _check_gpu_against_cpu(tmp_path, pictures, masks):
+    """Known pixels exact on the GPU path; the rest close to the CPU pipeline's."""
+    for i in range(len(pictures)):
         got, cpu = read_png(tmp_path / "gpu" / f"p{i}.png"), read_png(tmp_path / "cpu" / f"p{i}.png")
         known = masks[i] == 0
         assert np.array_equal(got[known], pictures[i][known])
         assert compare(cpu[None].astype(np.float32), got[None].astype(np.float32))["psnr_db"] >= 35
+
+
+def test_pipeline_on_gpu_keeps_known_pixels_and_matches_cpu(gpu_export, tmp_path):
+    pictures, masks, options = _inpainting_inputs(tmp_path)
+    gpu = Engine.load(gpu_export)
+    summary = run_directory(gpu, tmp_path / "in", tmp_path / "gpu", options)
+    assert (summary.done, summary.failed) == (6, 0)
+    run_directory(Engine.load(gpu_export, device="cpu"), tmp_path / "in", tmp_path / "cpu", options)
+    _check_gpu_against_cpu(tmp_path, pictures, masks)
 
 
 @pytest.mark.trt
@@ -119,12 +129,7 @@ def test_tensorrt_through_run_directory_full_and_tail_batches(pix2pix_fixture, t
     """6 inputs at batch 4: two shapes, each with its own execution context (and graph), kernels on the engine's
     stream; known pixels exact, the rest close to the CPU pipeline."""
     export_checkpoint(pix2pix_fixture[0], tmp_path / "e", parity_samples=1, gpu=GpuOptions("tensorrt", max_batch=4))
-    pictures = synthetic_pictures(6, 256, 256, 3, seed=8)
-    masks = box_masks(6, 256, 256, seed=9)[0] * 255
-    for i, (p, m) in enumerate(zip(pictures, masks)):
-        save_png(tmp_path / "in" / f"p{i}.png", p)
-        save_png(tmp_path / "masks" / f"p{i}_mask.png", m)
-    options = RunOptions(batch_size=4, masks=tmp_path / "masks")
+    pictures, masks, options = _inpainting_inputs(tmp_path)
     engine = Engine.load(tmp_path / "e")
     engine.runner.cuda_graphs = graphs
     assert engine.backend.name == "tensorrt" and on_device(engine)
@@ -132,7 +137,4 @@ def test_tensorrt_through_run_directory_full_and_tail_batches(pix2pix_fixture, t
     contexts = {shape: slot[0] for shape, slot in engine.runner._slots.items()}
     assert len(contexts) == 2 and len({id(c) for c in contexts.values()}) == 2
     run_directory(Engine.load(tmp_path / "e", device="cpu"), tmp_path / "in", tmp_path / "cpu", options)
-    for i in range(6):
-        got, cpu = read_png(tmp_path / "gpu" / f"p{i}.png"), read_png(tmp_path / "cpu" / f"p{i}.png")
-        assert np.array_equal(got[masks[i] == 0], pictures[i][masks[i] == 0])
-        assert compare(cpu[None].astype(np.float32), got[None].astype(np.float32))["psnr_db"] >= 35
+    _check_gpu_against_cpu(tmp_path, pictures, masks)

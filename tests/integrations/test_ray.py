@@ -74,3 +74,20 @@ def test_run_infer_ray_flag(deeplab_engine_dir, tmp_path):
                        tmp_path / "o", "--ray", "--ray-actors", "1", "-q")
     assert result.returncode == 0, result.stderr
     assert "done 3, failed 0" in result.stdout and len(list((tmp_path / "o").glob("*.png"))) == 3
+
+
+def test_boxes_and_submission_as_run_infer_writes_them(local_ray, pix2pix_engine_dir, tmp_path):
+    pictures = synthetic_pictures(2, 256, 256, 3, seed=7)
+    for i, pic in enumerate(pictures):
+        save_png(tmp_path / "in" / f"b{i}.png", pic)
+    (tmp_path / "boxes.csv").write_text("file,x,y,width,height\nb0.png,10,10,4,4\nb1.png,0,0,2,3\n")
+    subs = {}
+    for kind in ("ref", "ray"):
+        options = RunOptions(boxes=tmp_path / "boxes.csv", submission=tmp_path / f"{kind}.csv")
+        if kind == "ref":
+            run_directory(Engine.load(pix2pix_engine_dir / "model.onnx", device="cpu"), tmp_path / "in",
+                          tmp_path / "o_ref", options)
+        else:
+            infer_dataset(pix2pix_engine_dir / "model.onnx", tmp_path / "in", tmp_path / "o_ray", options)
+        subs[kind] = (tmp_path / f"{kind}.csv").read_bytes()
+    assert subs["ray"] == subs["ref"] and subs["ray"].count(b"\n") == 1 + (16 + 6) * 3
