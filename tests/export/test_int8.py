@@ -94,7 +94,7 @@ def test_requantizing_with_the_costliest_layers_ignored_gains_accuracy(quantized
 
 
 def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
-    """A gate set just above what plain INT8 reaches on this model: the export keeps the costliest layers in FP32
+    """A gate set 0.5 dB above what plain INT8 reaches on this model (any CPU kind): the export keeps the costliest layers in FP32
     (predicted by the ranking, then verified by the real gate) and publishes the mixed IR; the kept layers are in
     parity.json and in the IR's metadata, and the proof shows them executing in FP32."""
     ckpt = tmp_path / "phase.pt"
@@ -105,7 +105,7 @@ def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
     plain = first.report["candidates"]["openvino-int8"]
     int8_psnr = min(r["psnr_db"] for r in first.report["rows"] if r["artefact"] == plain["artefact"])
     lines = []
-    second = export_checkpoint(ckpt, tmp_path / "mixed", tolerances=Tolerances(min_psnr_db=int8_psnr + 1.0),
+    second = export_checkpoint(ckpt, tmp_path / "mixed", tolerances=Tolerances(min_psnr_db=int8_psnr + 0.5),
                                log=lines.append, **common)
     report = json.loads((tmp_path / "mixed" / "parity.json").read_text())
     assert report["candidates"]["openvino-int8"]["passed"] is False
