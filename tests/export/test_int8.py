@@ -94,9 +94,9 @@ def test_requantizing_with_the_costliest_layers_ignored_gains_accuracy(quantized
 
 
 def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
-    """A gate set 0.5 dB above what plain INT8 reaches on this model (any CPU kind): the export keeps the costliest layers in FP32
-    (predicted by the ranking, then verified by the real gate) and publishes the mixed IR; the kept layers are in
-    parity.json and in the IR's metadata, and the proof shows them executing in FP32."""
+    """A gate set 0.5 dB above what plain INT8 reaches on this model (any CPU kind): the export keeps the
+    costliest layers in FP32 (predicted by the ranking, then verified by the real gate) and publishes the mixed IR;
+    the kept layers are in parity.json and in the IR's metadata, and the proof shows them executing in FP32."""
     ckpt = tmp_path / "phase.pt"
     torch.save(_phase_model().state_dict(), ckpt)
     common = dict(input_shape="input:1x1x96x96", precision="fp32", parity_samples=1, calibration_samples=4,
