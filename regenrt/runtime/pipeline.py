@@ -29,7 +29,8 @@ import errno
 from ..errors import EnvironmentFault, InputError, RegenrtError
 from .device import on_device, run_batch
 from .engine import Engine
-from .io import csv_bytes, encode_npy, encode_png, remove_stale_temporaries, write_atomic
+from .io import csv_bytes, encode_npy, remove_stale_temporaries, write_atomic
+from .png import encode_png
 from ..hashing import sha256_bytes, sha256_file
 from .manifest import Manifest, OutputLock, sources_sha
 from ..tasks.runtime import Item, Prepared, RunOptions, get_runtime
