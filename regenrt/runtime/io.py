@@ -206,11 +206,13 @@ def remove_stale_temporaries(root: Path) -> int:
     return removed
 
 
-def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+def write_atomic(path: Path, data: bytes, root: Path | None = None, durable: bool = True) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path`` (a symbolic link
     at ``path`` is replaced, never written through). The file gets the mode a plain ``open`` would give it (0666
     minus the umask), not mkstemp's private 0600. With ``root``, the directories between ``root`` and ``path``
-    are created without following links."""
+    are created without following links. ``durable=False`` skips the fsync: the rename still makes the file appear
+    whole or not at all to every reader and after a killed process; only a power loss can leave it empty, which
+    suits files whose content is verified by hash before it is trusted (run-infer's outputs: the manifest)."""
     if root is not None:
         make_dirs_under(root, path.parent)
     else:
@@ -220,8 +222,9 @@ def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
         os.fchmod(fd, FILE_MODE & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,9 +1,13 @@
 """What a run has finished, so a re-run skips it, and the lock that keeps two runs off one output directory.
 
 The manifest (``.regenrt-manifest.jsonl`` in the output directory) gets one line per completed item, appended
-and fsynced after the item's outputs were renamed into place: item id, sha256 of its source files, of the
-engine and of each output, and the options that shape output bytes. An item is skipped only when all of these
-still match, so a corrupted or deleted output, a changed input, engine or option redoes it.
+(and handed to the OS) after the item's outputs were renamed into place: item id, sha256 of its source files, of
+the engine and of each output, and the options that shape output bytes. An item is skipped only when all of these
+still match — every output is re-hashed — so a corrupted or deleted output, a changed input, engine or option
+redoes it. That check, not fsync, is what makes a re-run after a crash right: a killed process loses nothing the
+OS has; after a power loss a lost line or an output emptied by the file system means the item is simply redone.
+So the manifest is fsynced at most once a second (``SYNC_EVERY_S``) and at the end, not per item: per-item fsyncs
+of outputs and manifest cost ~0.2 ms of CPU per item, 10 % of a fast engine's budget on a 2-core machine.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 from ..errors import BusyError, InputError
@@ -18,6 +23,7 @@ from ..hashing import sha256_bytes, sha256_file
 
 MANIFEST_NAME = ".regenrt-manifest.jsonl"
 LOCK_NAME = ".regenrt.lock"
+SYNC_EVERY_S = 1.0
 
 
 class OutputLock:
@@ -66,6 +72,7 @@ class Manifest:
                     continue  # a line torn by a crash: that item is simply redone
         self._lock = threading.Lock()
         self._fh = None
+        self._synced = time.monotonic()
 
     def is_done(self, item_id: str, sources_sha: str, engine_sha: str, options_key: str, out_dir: Path) -> bool:
         entry = self.entries.get(item_id)
@@ -91,11 +98,15 @@ class Manifest:
                     self._fh.write("\n")
             self._fh.write(json.dumps(entry) + "\n")
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if time.monotonic() - self._synced >= SYNC_EVERY_S:
+                os.fsync(self._fh.fileno())
+                self._synced = time.monotonic()
             self.entries[item_id] = entry
 
     def close(self) -> None:
         if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
 

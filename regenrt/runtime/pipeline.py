@@ -149,7 +149,7 @@ class _Run:
             for suffix, arr in outputs.items():
                 data = _encode(suffix, arr)
                 name = f"{item.id}{suffix}"
-                write_atomic(self.out_dir / name, data, root=self.out_dir)
+                write_atomic(self.out_dir / name, data, root=self.out_dir, durable=False)  # the manifest's hash vouches
                 digests[name] = sha256_bytes(data)
             if "report" in prepared.context:
                 self.reports.append({**prepared.context["report"], "id": item.id})
@@ -272,6 +272,7 @@ class _Run:
         decodes: deque[Future] = deque()
         writes: deque = deque()
         pending = iter(items)
+        self.untaken = len(items)
         with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
             try:
                 for item in pending:
@@ -305,8 +306,18 @@ class _Run:
             if future.done() and not future.cancelled() and future.result() is None:
                 self.summary.done += 1
 
+    def _batch_limit(self) -> int:
+        """The batch size to dispatch at: ``batch_size``, except for the last ``requests`` batches of the run, which
+        go out in ``requests`` times smaller batches — the requests then finish nearly together instead of one of
+        them running the last full batch alone (a whole call's time with cores idle, ~4 % of a 256-item run)."""
+        size, requests = self.options.batch_size, self.engine.requests
+        if requests > 1 and self.untaken < size * requests:
+            return max(1, -(-size // requests))
+        return size
+
     def _take(self, decoded, groups, pool, writes) -> None:
         item, prepared, error, status = decoded
+        self.untaken -= 1
         if status == "skip":
             self.summary.skipped += 1
             self.progress.update(1)
@@ -315,7 +326,7 @@ class _Run:
         else:
             group = groups.setdefault(prepared.shape, [])
             group.append(prepared)
-            if len(group) == self.options.batch_size:
+            if len(group) >= self._batch_limit():
                 self.infer(groups.pop(prepared.shape), pool, writes)
 
 
