@@ -24,7 +24,8 @@ import onnx
 
 from ..hashing import sha256_file
 from .metadata import embed_metadata
-from .onnx_export import INPUT_NAME, check_model
+from .onnx_export import INPUT_NAME
+from .onnx_io import check_model, save_onnx
 from .parity import Tolerances
 
 
@@ -59,7 +60,7 @@ class BuildContext:
                 graph = check_model(graph, f"the {variant} graph")
                 embed_metadata(graph, {**self.metadata, "precision": "fp32", "graph_passes": {variant: summary}})
                 path = self.work / f"graph.{variant}.onnx"
-                onnx.save(graph, str(path))
+                save_onnx(graph, path)
                 self._graphs[variant] = path
                 if self.log:
                     self.log(f"      graph pass {variant}: {summary}")
@@ -119,7 +120,7 @@ def _build_fp16(ctx: BuildContext, c: Candidate) -> Path | None:
     graph = check_model(graph, "the FP16 graph")
     embed_metadata(graph, ctx.derived("fp16", fp16=summary))
     path = ctx.work / c.artefact
-    onnx.save(graph, str(path))
+    save_onnx(graph, path)
     return path
 
 

@@ -113,8 +113,3 @@ def record_parity(kind: str, path: Path, rows: list[dict], passed: bool) -> None
     fingerprint["verified"] = passed
     sidecar.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
     check_fingerprint(path, None, allow_unverified=not passed)
-
-
-def files_of(path: Path) -> list[Path]:
-    """The files of a GPU artefact (a TensorRT engine travels with its fingerprint)."""
-    return [path, sidecar_path(path)] if path.suffix == ".engine" else [path]

@@ -13,19 +13,11 @@ import onnx
 import torch
 
 from ..errors import ExportError
+from .onnx_io import check_model, save_onnx
 
 OPSET = 18
 EXPORTERS = ("torchscript", "dynamo")
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-
-
-def check_model(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
-    """onnx.checker full check (with shape inference); return the shape-inferred model."""
-    try:
-        onnx.checker.check_model(model, full_check=True)
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ExportError(f"{what} failed onnx.checker: {str(exc).splitlines()[0]}") from None
 
 
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, example: torch.Tensor, dynamic_hw: bool,
@@ -53,8 +45,8 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, *, example: tor
         raise
     except Exception as exc:  # torch raises many unrelated types here; the message is what matters
         raise ExportError(f"torch.onnx.export ({exporter}) failed: {type(exc).__name__}: {exc}") from None
-    checked = check_model(onnx.load(str(path)), "the exported FP32 graph")
-    onnx.save(checked, str(path))
+    checked = check_model(onnx.load(str(path)), "the exported FP32 graph")  # torch's external data read back
+    save_onnx(checked, path)
     return checked
 
 

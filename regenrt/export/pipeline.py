@@ -21,19 +21,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnx
 import torch
 
 from .. import __version__
 from ..errors import ArchitectureError, InputError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
+from ..runtime.engine import artefact_files
 from ..tasks import get_task, load_sample
 from .candidates import BuildContext, Candidate, artefact_names, candidates_for
 from .gate import run_gate
-from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, files_of, record_parity, resolve_gpu_engine
+from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, export_onnx
+from .onnx_io import data_path, save_onnx
 from .parity import Tolerances, format_table
 from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
 
@@ -299,13 +300,11 @@ def _known_artefacts() -> set[str]:
     return names | {mixed_name(c.artefact) for c in list_candidates() if c.repair is not None}
 
 
-def _files(path: Path) -> list[Path]:
-    """An artefact's files: an OpenVINO IR is its .xml and .bin, a TensorRT engine has its fingerprint."""
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else files_of(path)
-
-
-
-
+def _leftovers(path: Path) -> list[Path]:
+    """Every file an artefact called ``path`` may consist of (it may not exist): an OpenVINO IR's .bin, a TensorRT
+    engine's fingerprint, an ONNX graph's external data — what must go when that artefact is not published."""
+    return [path, path.with_suffix(".bin") if path.suffix == ".xml" else data_path(path),
+            Path(str(path) + ".json")] if path.suffix in (".xml", ".onnx", ".engine") else [path]
 
 
 def _base_metadata(p: _Plan) -> dict:
@@ -340,7 +339,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     base["output"]["observed_range"] = [float(min(r.min() for r in references)),
                                         float(max(r.max() for r in references))]
     embed_metadata(graph, {**base, "precision": "fp32"})
-    onnx.save(graph, str(fp32_path))
+    save_onnx(graph, fp32_path)
 
     ctx = BuildContext(work, fp32_path, base, _calibration(p, cases), p.precisions,
                        openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log,
@@ -390,15 +389,14 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     published = {}
     for kind, path in paths.items():
         final = out_dir / path.name
-        for src, dst in zip(_files(path), _files(final)):
-            if kind in failed:
-                dst.unlink(missing_ok=True)  # a stale artefact from an earlier export must not survive a breach
-            else:
-                os.replace(src, dst)
+        for leftover in _leftovers(final):  # a stale artefact from an earlier export must not survive (a breach, or
+            leftover.unlink(missing_ok=True)  # a layout change: its external data, say)
         if kind not in failed:
+            for src in artefact_files(path):  # the artefact with every file it is made of
+                os.replace(src, out_dir / src.name)
             published[kind] = final
     for stale in _known_artefacts() - {path.name for path in published.values()}:
-        for leftover in _files(out_dir / stale):  # an earlier export's artefact must not sit beside this one's
+        for leftover in _leftovers(out_dir / stale):  # an earlier export's artefact must not sit beside this one's
             leftover.unlink(missing_ok=True)
     report["published"] = {k: v.name for k, v in published.items()}
     report["rejected"] = sorted({paths[k].name for k in failed})

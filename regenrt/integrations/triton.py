@@ -51,7 +51,7 @@ def write_repository(engine: str | os.PathLike, repo: str | os.PathLike, *, name
                      max_batch_size: int = 8, instances: int = 1, gpu: bool | None = None) -> Path:
     """Write the engine (a file, or an export directory: the engine its engine.json names) as a Triton model;
     returns the path of its config.pbtxt."""
-    from ..runtime.engine import backend_for, resolve_engine_path
+    from ..runtime.engine import artefact_files, backend_for, resolve_engine_path
 
     path = resolve_engine_path(Path(engine), "auto")
     if not path.is_file():
@@ -73,8 +73,9 @@ def write_repository(engine: str | os.PathLike, repo: str | os.PathLike, *, name
     version.mkdir(parents=True, exist_ok=True)
     _, target = KINDS[path.suffix]
     shutil.copy2(path, version / target)
-    if path.suffix == ".xml":
-        shutil.copy2(path.with_suffix(".bin"), version / "model.bin")
+    extras = artefact_files(path)[1:] if path.suffix in (".xml", ".onnx") else []  # (an engine's fingerprint stays)
+    for extra in extras:  # an IR's weights (renamed with it), an ONNX graph's external data (by its own name)
+        shutil.copy2(extra, version / ("model.bin" if path.suffix == ".xml" else extra.name))
     gpu = path.suffix == ".engine" if gpu is None else gpu
     config = model_dir / "config.pbtxt"
     config.write_text(config_text(name, path.suffix, metadata, max_batch_size, instances, gpu))

@@ -138,7 +138,7 @@ def _graph_macs(path: Path, shape: tuple[int, ...]) -> dict[str, int]:
     profile names a node by either; ONNX Runtime prepacks ConvTranspose kernels, so its profile lacks their shape)."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)  # shapes only: weights (maybe > 2 GiB) stay on disk
     dims = model.graph.input[0].type.tensor_type.shape.dim
     for dim, size in zip(dims, shape):
         dim.ClearField("dim_param")
