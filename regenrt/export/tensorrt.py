@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ExportError, MissingDependencyError, RegenrtError
+from ..records import read_record
 from ..hashing import sha256_file
 
 SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
@@ -168,12 +169,8 @@ def check_fingerprint(engine_path: str | os.PathLike, environment: dict | None, 
                            "and regenrt runs only engines it built and verified. Rebuild it with export-engine (from "
                            "Python, TensorRTRunner(path, allow_unverified=True) runs it anyway, at your risk; the "
                            "command line has no such switch).")
-    try:
-        fp = json.loads(sidecar.read_text())
-        rebuild = fp["rebuild"]
-        expected_sha = fp["engine_sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise RegenrtError(f"{sidecar.name} is damaged; rebuild the engine with export-engine.") from None
+    fp = read_record(sidecar, ("rebuild", "engine_sha256"), "rebuild the engine with export-engine")
+    rebuild, expected_sha = fp["rebuild"], fp["engine_sha256"]
     if sha256_file(engine_path) != expected_sha:
         raise RegenrtError(f"{engine_path.name} is not the engine its fingerprint describes (sha256 differs: "
                            f"replaced or tampered with). Rebuild it: {rebuild}")

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, RegenrtError
+from ..records import read_record
 
 DEVICES = ("auto", "cpu", "cuda")
 MODES = ("latency", "throughput")
@@ -207,12 +208,9 @@ def resolve_engine_path(path: Path, device: str = "auto") -> Path:
     if not record.is_file():
         raise RegenrtError(f"{str(path)!r} is a directory without {ENGINE_RECORD}; pass an artefact file "
                            "(model.onnx, model.fp16.onnx, model.openvino.xml) or re-export with export-engine.")
-    try:
-        entry = json.loads(record.read_text())
-        gpu_engine, cpu_engine = entry.get("device") == "cuda", entry.get("cpu_engine") or {}
-        name, cpu_name = entry["engine"], cpu_engine.get("engine")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise RegenrtError(f"{record} is damaged (no 'engine' entry); re-export with export-engine.") from None
+    entry = read_record(record, ("engine",), "re-export with export-engine")
+    cpu_engine = entry.get("cpu_engine") if isinstance(entry.get("cpu_engine"), dict) else {}
+    gpu_engine, name, cpu_name = entry.get("device") == "cuda", entry["engine"], cpu_engine.get("engine")
     if gpu_engine and device == "cpu" and cpu_name:
         name = cpu_name
     elif gpu_engine and device == "auto" and not _cuda_visible():

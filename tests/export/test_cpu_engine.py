@@ -82,7 +82,13 @@ def test_engine_directory_and_ir_errors_say_what_to_do(tiny_unet, tmp_path):
     with pytest.raises(RegenrtError, match="directory without engine.json; pass an artefact file"):
         Engine.load(tmp_path)
     (tmp_path / "engine.json").write_text("{not json")
-    with pytest.raises(RegenrtError, match="damaged"):
+    with pytest.raises(RegenrtError, match="damaged: not valid JSON .*line 1 column 2"):
+        Engine.load(tmp_path)
+    (tmp_path / "engine.json").write_text('{"precision": "fp32"}')  # the entry naming the engine is missing
+    with pytest.raises(RegenrtError, match="it has no 'engine' entry; re-export with export-engine"):
+        Engine.load(tmp_path)
+    (tmp_path / "engine.json").write_text('["model.onnx"]')
+    with pytest.raises(RegenrtError, match="a JSON list, not an object"):
         Engine.load(tmp_path)
     export_checkpoint(tiny_unet, tmp_path / "e", cpu_engine="openvino", parity_samples=1, precision="fp32")
     (tmp_path / "e" / "model.openvino.bin").unlink()

@@ -85,7 +85,14 @@ def test_failed_gate_engine_refused(fingerprinted):
     with pytest.raises(RegenrtError, match="did not pass the parity gate"):
         check_fingerprint(fingerprinted, ENV)
     sidecar.write_text("{")
-    with pytest.raises(RegenrtError, match="damaged"):
+    with pytest.raises(RegenrtError, match="damaged: not valid JSON"):
+        check_fingerprint(fingerprinted, ENV)
+    for key in ("rebuild", "engine_sha256"):  # each missing entry is named
+        sidecar.write_text(json.dumps({k: v for k, v in fp.items() if k != key}))
+        with pytest.raises(RegenrtError, match=f"it has no '{key}' entry; rebuild the engine"):
+            check_fingerprint(fingerprinted, ENV)
+    sidecar.write_text(json.dumps({**fp, "engine_sha256": None}))
+    with pytest.raises(RegenrtError, match="has a NoneType as its 'engine_sha256' entry"):
         check_fingerprint(fingerprinted, ENV)
 
 
