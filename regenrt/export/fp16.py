@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .onnx_io import infer_shapes, session_source
+
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 FP32_OPS = frozenset({
     "InstanceNormalization", "LayerNormalization", "GroupNormalization",
@@ -71,15 +73,16 @@ def calibrate(model: onnx.ModelProto, batches: Iterable[dict[str, np.ndarray]], 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor visible
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    out_names = [o.name for o in session.get_outputs()]
     ranges: dict[str, float] = {}
-    for feed in batches:
-        for name, value in zip(out_names, session.run(out_names, feed)):
-            if value.size and np.issubdtype(value.dtype, np.floating):
-                ranges[name] = max(ranges.get(name, 0.0), float(np.nanmax(np.abs(value))))
-        for name, value in feed.items():
-            ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max()))
+    with session_source(probe) as source:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        out_names = [o.name for o in session.get_outputs()]
+        for feed in batches:
+            for name, value in zip(out_names, session.run(out_names, feed)):
+                if value.size and np.issubdtype(value.dtype, np.floating):
+                    ranges[name] = max(ranges.get(name, 0.0), float(np.nanmax(np.abs(value))))
+            for name, value in feed.items():
+                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max()))
     return ranges
 
 
@@ -107,7 +110,7 @@ def _block_reason(node: onnx.NodeProto, floats: set[str], inits: dict[str, onnx.
 def convert_to_fp16(model: onnx.ModelProto, calibration: Iterable[dict[str, np.ndarray]],
                     data_max: float = DEFAULT_DATA_MAX) -> tuple[onnx.ModelProto, dict]:
     """Return the FP16 graph (FP32 I/O) and a summary: node counts per precision and why nodes stayed FP32."""
-    model = onnx.shape_inference.infer_shapes(model)
+    model = infer_shapes(model)
     graph = model.graph
     _constants_to_initializers(graph)
     floats = _float_tensors(model)
@@ -174,7 +177,7 @@ def convert_to_fp16(model: onnx.ModelProto, calibration: Iterable[dict[str, np.n
     del graph.node[:]
     graph.node.extend(new_nodes)
     del graph.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model)
+    model = infer_shapes(model)
     summary = {"fp16_nodes": n_half, "fp32_nodes": dict(sorted(kept_fp32.items())),
                "data_max": data_max, "casts": len(casts) + sum(1 for o in graph.output if precision.get(o.name) == HALF)}
     return model, summary

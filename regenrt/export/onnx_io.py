@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -74,6 +75,45 @@ def check_model(model: onnx.ModelProto, what: str) -> onnx.ModelProto:
             return _load_with(inferred, source)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"{what} failed onnx.checker: {str(exc).splitlines()[0]}") from None
+
+
+def infer_shapes(model: onnx.ModelProto, **kwargs) -> onnx.ModelProto:
+    """onnx's shape inference at any size (use the return value). Past the limit the weights are set aside while
+    it runs (it reads only their types and dims), and the inferred value_info is written into ``model`` itself —
+    no second copy of several GiB."""
+    if not is_large(model):
+        return onnx.shape_inference.infer_shapes(model, **kwargs)
+    aside = []
+    try:
+        for tensor in model.graph.initializer:
+            if tensor.raw_data:
+                aside.append((tensor, tensor.raw_data))
+                tensor.ClearField("raw_data")
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                entry = tensor.external_data.add()
+                entry.key, entry.value = "location", "set-aside-for-shape-inference"
+        inferred = onnx.shape_inference.infer_shapes(model, **kwargs)
+    finally:
+        for tensor, raw in aside:
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.raw_data = raw
+    for field in ("value_info", "output"):
+        del getattr(model.graph, field)[:]
+        getattr(model.graph, field).extend(getattr(inferred.graph, field))
+    return model
+
+
+@contextmanager
+def session_source(model: onnx.ModelProto):
+    """What ``onnxruntime.InferenceSession`` takes for an in-memory model of any size: its bytes, or past the limit
+    the path of a temporary external-data copy (kept while the ``with`` block runs)."""
+    if not is_large(model):
+        yield model.SerializeToString()
+        return
+    with tempfile.TemporaryDirectory(prefix="regenrt-session-") as tmp:
+        save_onnx(model, Path(tmp) / "model.onnx")
+        yield str(Path(tmp) / "model.onnx")
 
 
 def _load_with(graph: Path, weights_of: Path) -> onnx.ModelProto:

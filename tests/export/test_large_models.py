@@ -89,3 +89,27 @@ def test_triton_repository_carries_the_external_data(small_limit, tmp_path):
     x = np.zeros((1, 3, 128, 128), np.float32)
     got = ort.InferenceSession(str(served), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     assert np.array_equal(got, Engine.load(out / "model.onnx", device="cpu").infer(x))
+
+
+def test_shape_inference_and_sessions_past_the_limit(small_limit, tmp_path):
+    """Shape inference sets the weights aside (and puts them back); ONNX Runtime gets a path, not bytes."""
+    import onnxruntime as ort
+
+    model, _ = _checkpoint(tmp_path)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 128, 128),), str(path), dynamo=False, opset_version=18)
+    graph = onnx.load(str(path))
+    weights = {t.name: t.raw_data for t in graph.graph.initializer}
+    expected = onnx.shape_inference.infer_shapes(graph)  # onnx itself, on a model it can still serialize
+    inferred = onnx_io.infer_shapes(graph)
+    assert [v.SerializeToString() for v in inferred.graph.value_info] == \
+        [v.SerializeToString() for v in expected.graph.value_info]
+    assert {t.name: t.raw_data for t in graph.graph.initializer} == weights
+    assert all(t.data_location == onnx.TensorProto.DEFAULT and not t.external_data for t in graph.graph.initializer)
+    x = np.ones((1, 3, 128, 128), np.float32)
+    with onnx_io.session_source(graph) as source:
+        assert isinstance(source, str)  # a path: past the limit the bytes could not be made
+        session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+        got = session.run(None, {graph.graph.input[0].name: x})[0]
+    with torch.no_grad():
+        assert np.abs(got - model(torch.from_numpy(x)).numpy()).max() < 1e-4
