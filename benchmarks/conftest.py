@@ -229,4 +229,14 @@ def summary_lines(benchmarks) -> list[str]:
             lines.append(f"| {e['end_to_end']} | {e['items']} | {e['pipeline_items_per_s']:.2f} | "
                          f"{e['engine_items_per_s']:.2f} | {e['ratio']:.2f} | {'yes' if e['ratio'] >= 0.9 else 'NO'} | "
                          f"{e['cold_ratio']:.2f} |")
+    serving = sorted((b for b in benchmarks if b.extra_info.get("serving")), key=lambda b: b.extra_info["clients"])
+    if serving:
+        lines += ["", f"Serving: {serving[0].extra_info['serving']}; in-process = the same Predictor called from as "
+                      "many threads", "| clients | requests | served req/s | p50 ms | p99 ms | in-process req/s | "
+                      "p50 ms | p99 ms | served / in-process |", "|---|---|---|---|---|---|---|---|---|"]
+        for b in serving:
+            e = b.extra_info
+            lines.append(f"| {e['clients']} | {e['requests']} | {e['served_rps']:.1f} | {e['served_p50_ms']:.1f} | "
+                         f"{e['served_p99_ms']:.1f} | {e['local_rps']:.1f} | {e['local_p50_ms']:.1f} | "
+                         f"{e['local_p99_ms']:.1f} | {e['served_rps'] / e['local_rps']:.2f} |")
     return lines

@@ -91,3 +91,38 @@ def test_boxes_and_submission_as_run_infer_writes_them(local_ray, pix2pix_engine
             infer_dataset(pix2pix_engine_dir / "model.onnx", tmp_path / "in", tmp_path / "o_ray", options)
         subs[kind] = (tmp_path / f"{kind}.csv").read_bytes()
     assert subs["ray"] == subs["ref"] and subs["ray"].count(b"\n") == 1 + (16 + 6) * 3
+
+
+def test_a_killed_driver_is_completed_by_a_rerun(local_ray, deeplab_engine_dir, tmp_path):
+    """SIGKILL the whole `run-infer --ray` process group once a few items are recorded; the re-run does only the
+    rest, and the outputs equal run-infer's byte for byte."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "in").mkdir()
+    for i in range(40):
+        np.save(tmp_path / "in" / f"p{i:02d}.npy", rng.uniform(-np.pi, np.pi, (64, 64)))
+    engine = deeplab_engine_dir / "model.onnx"
+    manifest = tmp_path / "ray" / MANIFEST_NAME
+    driver = subprocess.Popen([sys.executable, "-m", "regenrt.cli.run_infer", "--engine", str(engine), "--input",
+                               str(tmp_path / "in"), "--output", str(tmp_path / "ray"), "--ray", "--ray-actors", "1",
+                               "--batch-size", "1", "-q"], start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        if manifest.is_file() and len(manifest.read_bytes().splitlines()) >= 4:
+            break
+        time.sleep(0.02)
+    assert driver.poll() is None, "the driver finished before it could be killed"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    driver.wait()
+    recorded = {json.loads(line)["id"] for line in manifest.read_text().splitlines() if line.endswith("}")}
+    assert 4 <= len(recorded) < 40
+    again = infer_dataset(engine, tmp_path / "in", tmp_path / "ray", RunOptions(batch_size=1), num_actors=1)
+    assert (again.skipped, again.done, again.failed) == (len(recorded), 40 - len(recorded), 0)
+    run_directory(Engine.load(engine, device="cpu"), tmp_path / "in", tmp_path / "ref", RunOptions(batch_size=1))
+    assert _files(tmp_path / "ray") == _files(tmp_path / "ref")

@@ -1,0 +1,80 @@
+"""Online serving for real: Triton (bundled with nvidia-pytriton) on 127.0.0.1, started and stopped by the module
+fixture, a regenrt Predictor bound with dynamic batching. Concurrent HTTP clients get exactly the Predictor's
+answers; malformed requests get a clear error and the server keeps answering."""
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pytriton")
+
+from pytriton.client import ModelClient  # noqa: E402
+from pytriton.client.exceptions import PyTritonClientInferenceServerError  # noqa: E402
+
+from regenrt.export.pipeline import export_checkpoint  # noqa: E402
+from regenrt.integrations.pytriton import serve  # noqa: E402
+from regenrt.models import create_model  # noqa: E402
+from regenrt.runtime import Engine, Predictor, RunOptions  # noqa: E402
+from regenrt.tasks.synthetic import box_masks, synthetic_pictures  # noqa: E402
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("serve")
+    torch.save(create_model("unet_128", ngf=8).state_dict(), root / "g.pt")
+    export_checkpoint(root / "g.pt", root / "engine", parity_samples=1, precision="fp32", cpu_engine="onnxruntime",
+                      int8="off")
+    engine = Engine.load(root / "engine", device="cpu")
+    http, grpc, metrics = _free_ports(3)
+    with serve(engine, http_port=http, grpc_port=grpc, metrics_port=metrics, max_batch_size=4) as triton:
+        assert triton.is_alive()
+        yield f"http://127.0.0.1:{http}", Predictor(engine, RunOptions(batch_size=1))
+
+
+def _requests(n, seed):
+    pictures = synthetic_pictures(n, 128, 128, 3, seed=seed)
+    masks, _ = box_masks(n, 128, 128, seed=seed + 1)
+    return [(p, m * 255) for p, m in zip(pictures, masks)]
+
+
+def test_concurrent_clients_get_the_predictors_answers(served):
+    url, predictor = served
+    work = _requests(24, seed=3)
+
+    def client(chunk):
+        with ModelClient(url, "inpainting", init_timeout_s=60) as c:
+            return [c.infer_sample(picture=p, mask=m)["image"] for p, m in chunk]
+
+    with ThreadPoolExecutor(6) as pool:  # 6 clients x 4 requests, in flight together: Triton batches them
+        answers = [a for part in pool.map(client, [work[i::6] for i in range(6)]) for a in part]
+    expected = [predictor.predict(picture=p, mask=m)[".png"] for i in range(6) for p, m in work[i::6]]
+    for got, want in zip(answers, expected):
+        assert got.dtype == np.uint8 and got.shape == (128, 128, 3)
+        assert np.array_equal(got, want)
+
+
+def test_malformed_requests_get_clear_errors_and_the_server_stays_up(served):
+    url, predictor = served
+    (picture, mask), = _requests(1, seed=9)
+    with ModelClient(url, "inpainting", init_timeout_s=60) as c:
+        with pytest.raises(PyTritonClientInferenceServerError, match="mask is 64x64 but the picture is 128x128"):
+            c.infer_sample(picture=picture, mask=mask[:64, :64])
+        with pytest.raises(PyTritonClientInferenceServerError, match="not binary"):
+            c.infer_sample(picture=picture, mask=(np.arange(128 * 128) % 7).astype(np.uint8).reshape(128, 128))
+        with pytest.raises(Exception, match="(?i)float|FP32|dtype|data type"):  # Triton's own type check
+            c.infer_sample(picture=picture.astype(np.float32), mask=mask)
+        good = c.infer_sample(picture=picture, mask=mask)["image"]  # still up, still right
+    assert np.array_equal(good, predictor.predict(picture=picture, mask=mask)[".png"])
