@@ -55,7 +55,7 @@ def test_serving(benchmark, exported, clients):
     pictures = synthetic_pictures(n, 256, 256, 3, seed=11)
     masks, _ = box_masks(n, 256, 256, seed=12)
     work = [(p, m * 255) for p, m in zip(pictures, masks)]
-    engine = Engine.load(exported("unet_256_ngf64"), device="cpu", mode="throughput")
+    engine = Engine.load(exported("unet_256_ngf64"), device="cpu", mode="throughput")  # as run-infer loads it
     predictor = Predictor(engine, RunOptions(batch_size=8))
     predictor.predict(picture=work[0][0], mask=work[0][1])  # warm
     local_s, local_lat = _timed(lambda: (lambda p, m: predictor.predict(picture=p, mask=m)), clients, work)
@@ -75,7 +75,8 @@ def test_serving(benchmark, exported, clients):
         return float(np.percentile(np.array(lat) * 1000, q))
 
     benchmark.extra_info.update({
-        "serving": f"inpainting (unet_256_ngf64, {engine.path.name}), PyTriton HTTP, dynamic batching ≤ 8",
+        "serving": f"inpainting (unet_256_ngf64, {engine.path.name}), PyTriton HTTP, dynamic batching ≤ 8, "
+                   f"{engine.requests} model instance(s)",
         "clients": clients, "requests": n,
         "served_rps": n / served_s, "served_p50_ms": pct(served_lat, 50), "served_p99_ms": pct(served_lat, 99),
         "local_rps": n / local_s, "local_p50_ms": pct(local_lat, 50), "local_p99_ms": pct(local_lat, 99),

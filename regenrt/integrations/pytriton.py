@@ -97,10 +97,11 @@ def _stub_finds_this_python() -> None:
 
 def serve(engine, *, options=None, name: str | None = None, http_port: int = 8000, grpc_port: int = 8001,
           metrics_port: int = 8002, address: str = "127.0.0.1", max_batch_size: int = 8,
-          max_queue_delay_us: int = 2000, instances: int = 1, log_verbose: int = 0):
+          max_queue_delay_us: int = 2000, instances: int | None = None, log_verbose: int = 0):
     """Start Triton with the engine bound as model ``name`` (default: the task, ``-`` -> ``_``) and return the
     running ``pytriton.triton.Triton`` (a context manager: leaving it stops the server). ``engine``: an Engine,
-    an artefact path or an export directory."""
+    an artefact path or an export directory. ``instances``: model instances taking batches at once (default: as
+    many as the engine runs in flight, ``engine.requests`` — OpenVINO's throughput mode asks for 2 on 2 cores)."""
     import_pytriton()
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
@@ -111,12 +112,14 @@ def serve(engine, *, options=None, name: str | None = None, http_port: int = 800
     options = options or RunOptions(batch_size=max_batch_size)
     predictor = Predictor(engine, options)
     ins, outs = signature(engine, predictor.options)
+    instances = instances or engine.requests
     _stub_finds_this_python()
     config = TritonConfig(http_address=address, http_port=http_port, grpc_address=address, grpc_port=grpc_port,
                           metrics_address=address, metrics_port=metrics_port, log_verbose=log_verbose)
     triton = Triton(config=config)
     try:
-        triton.bind(model_name=name or engine.task.replace("-", "_"), infer_func=[infer_function(predictor)] * instances,
+        triton.bind(model_name=name or engine.task.replace("-", "_"),
+                    infer_func=[infer_function(predictor)] * instances,
                     inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in ins],
                     outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in outs],
                     config=ModelConfig(max_batch_size=max_batch_size,
