@@ -48,9 +48,11 @@ def deflate(data: bytes, level: int) -> bytes:
     return fast.compress(data, 1) if fast is not None and level == 1 else zlib.compress(data, level)
 
 
-def inflate(data: bytes) -> bytes:
+def inflate(data: bytes, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the zlib stream ``data``: a stream that inflates past what the header
+    promises (a decompression bomb) is cut short, not expanded into memory."""
     fast = _isal()
-    return fast.decompress(data) if fast is not None else zlib.decompress(data)
+    return (fast or zlib).decompressobj().decompress(data, limit + 1)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -115,7 +117,7 @@ def decode_png(data: bytes) -> np.ndarray | None:
     channels = _CHANNELS[colour]
     bpp, stride = channels * depth // 8, w * channels * depth // 8
     try:
-        raw = np.frombuffer(inflate(b"".join(idat)), np.uint8)
+        raw = np.frombuffer(inflate(b"".join(idat), h * (stride + 1)), np.uint8)
     except Exception:  # noqa: BLE001 - zlib.error / isal's error: Pillow reports the corrupt stream
         return None
     if raw.size != h * (stride + 1):

@@ -163,3 +163,17 @@ def test_writer_without_isal_uses_zlib(monkeypatch):
     monkeypatch.setattr(png, "_isal", lambda: None)
     data = png.encode_png(arr)
     assert np.array_equal(_pillow(data), arr) and np.array_equal(png.decode_png(data), arr)
+
+
+def test_fast_reader_does_not_inflate_a_decompression_bomb():
+    """A 4x4 header over a stream that inflates to 200 MB: cut at what the header promises, left to Pillow."""
+    import resource
+
+    packer, zeros = zlib.compressobj(9), bytes(1 << 20)
+    stream = b"".join(packer.compress(zeros) for _ in range(200)) + packer.flush()  # never 200 MB in memory here
+    bomb = (SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0)) + _chunk(b"IDAT", stream)
+            + _chunk(b"IEND", b""))
+    assert decode_png(encode_png(np.zeros((4, 4), np.uint8))) is not None  # the reader loaded (numba) first
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert decode_png(bomb) is None
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: nothing near 200 MB
