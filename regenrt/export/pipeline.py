@@ -37,6 +37,7 @@ from .onnx_export import INPUT_NAME, OPSET, export_onnx
 from .onnx_io import data_path, save_onnx
 from .parity import Tolerances, format_table
 from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
+from .tensorrt import sidecar_path
 
 REPORT_NAME = "parity.json"
 ENGINE_RECORD = "engine.json"
@@ -300,11 +301,16 @@ def _known_artefacts() -> set[str]:
     return names | {mixed_name(c.artefact) for c in list_candidates() if c.repair is not None}
 
 
+# the files that travel with an artefact, by its suffix (they may not exist)
+_COMPANIONS: dict[str, Callable[[Path], Path]] = {".xml": lambda p: p.with_suffix(".bin"), ".onnx": data_path,
+                                                  ".engine": sidecar_path}
+
+
 def _leftovers(path: Path) -> list[Path]:
-    """Every file an artefact called ``path`` may consist of (it may not exist): an OpenVINO IR's .bin, a TensorRT
-    engine's fingerprint, an ONNX graph's external data — what must go when that artefact is not published."""
-    return [path, path.with_suffix(".bin") if path.suffix == ".xml" else data_path(path),
-            Path(str(path) + ".json")] if path.suffix in (".xml", ".onnx", ".engine") else [path]
+    """Every file an artefact called ``path`` may consist of (an OpenVINO IR's .bin, an ONNX graph's external data,
+    a TensorRT engine's fingerprint) — what must go when that artefact is not published."""
+    companion = _COMPANIONS.get(path.suffix)
+    return [path, companion(path)] if companion else [path]
 
 
 def _base_metadata(p: _Plan) -> dict:
