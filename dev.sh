@@ -3,6 +3,9 @@
 #   ./dev.sh demo [regenrt-demo args]    demo checkpoint -> export-engine + parity report -> run-infer
 #   ./dev.sh test [pytest args]          run the test suite (what CI runs)
 #   ./dev.sh bench [pytest args]         the benchmark suite (pytest --benchmark), with OpenCV for comparison rows
+#   ./dev.sh gpu-check [args]            on an NVIDIA GPU machine: GPU tests + benchmarks -> gpu-check/report.{json,md}
+#                                        (uses the Python that holds the CUDA torch, REGENRT_PYTHON, default python3;
+#                                        installs regenrt with --no-deps, so that torch is never touched)
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=${REGENRT_VENV:-.venv}
@@ -27,6 +30,8 @@ case "$cmd" in
   demo) setup; exec "$venv/bin/regenrt-demo" "$@" ;;
   test) setup; exec "$py" -m pytest "$@" ;;
   bench) setup; PYTHONWARNINGS="ignore:Editable installation" "$py" -m pip install -q -e ".[test,bench]"; exec "$py" -m pytest --benchmark "$@" ;;
-  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args] | ./dev.sh bench [pytest args]" >&2
+  gpu-check) exec "${REGENRT_PYTHON:-python3}" tools/gpu_check.py "$@" ;;
+  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args] | ./dev.sh bench [pytest args]" \
+          "| ./dev.sh gpu-check [--help]" >&2
      exit 2 ;;
 esac

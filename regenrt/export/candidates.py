@@ -177,8 +177,8 @@ def _build_int8_native_rest(ctx: BuildContext, c: Candidate) -> Path | None:
     """The INT8 IR with its unquantized layers in this CPU's native float precision (bf16) instead of fp32: the
     same graph, its own artefact (the metadata names the precision they run in); only on CPUs with BF16."""
     source = ctx.work / get_candidate("openvino-int8").artefact
-    if native_precision() == "fp32" or not source.exists():
-        return None
+    if not (ctx.openvino and ctx.int8 and source.exists()) or native_precision() == "fp32":
+        return None  # (OpenVINO is asked for its CPU's precisions only where it built the INT8 IR)
     from .int8 import with_unquantized_in
 
     return with_unquantized_in(source, ctx.work / c.artefact, native_precision())

@@ -18,6 +18,21 @@ import numpy as np
 
 from ..errors import InputError, MissingDependencyError
 
+
+def numpy_compat(module=np) -> bool:
+    """numba-cuda (0.30, in maintenance mode) registers an overload of ``np.row_stack`` when its CUDA target first
+    compiles, and NumPy 2.5 removed that alias of ``np.vstack``: every kernel launch then fails with
+    "module 'numpy' has no attribute 'row_stack'" (NVIDIA/numba-cuda#907, closed as won't fix; seen on an H200
+    with numpy 2.5.2 + numba-cuda 0.30.4). Put the alias back — it is exactly ``vstack`` — only where it is
+    missing. True when it was added."""
+    if hasattr(module, "row_stack"):
+        return False
+    module.row_stack = module.vstack
+    return True
+
+
+numpy_compat()
+
 try:
     from numba import cuda
 except ImportError:  # pragma: no cover - exercised only without numba

@@ -82,3 +82,16 @@ def test_launchers_reject_host_arrays_and_bad_shapes():
     with pytest.raises(InputError, match="do not fit together"):
         kc.holes_fill(cuda.to_device(np.zeros((H, W, 3), np.uint8)), cuda.to_device(masks[0][:5]),
                       cuda.to_device(np.zeros((1, 3, H, W), np.float32)), 0)
+
+
+def test_numpy_row_stack_alias_is_put_back_only_where_numpy_removed_it():
+    """numba-cuda's CUDA target registers an overload of np.row_stack, which NumPy 2.5 removed (every launch failed
+    on the first real GPU run: numpy 2.5.2, numba-cuda 0.30.4)."""
+    import types
+
+    without = types.SimpleNamespace(vstack=np.vstack)
+    assert kc.numpy_compat(without) and without.row_stack is np.vstack
+    own = object()
+    with_it = types.SimpleNamespace(vstack=np.vstack, row_stack=own)
+    assert not kc.numpy_compat(with_it) and with_it.row_stack is own
+    assert hasattr(np, "row_stack")  # the real module, after regenrt.kernels.numba_cuda was imported
