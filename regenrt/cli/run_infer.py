@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "engine is a GPU engine, cpu runs the CPU engine recorded beside it. On cuda the "
                              "pre/post-processing runs as numba CUDA kernels on the engine's device buffers")
     parser.add_argument("--batch-size", type=int, default=8, help="items per inference call (default 8)")
-    parser.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decode/encode threads (default: 2 with a CPU engine, which keeps the cores busy "
+                             "itself; with a GPU engine one per core but one, up to 16)")
     parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "numpy"],
                         help="pre/post-processing kernel set: numba (parallel, compiled), numpy (the reference), "
                              "auto = numba when installed, else numpy (default auto); outputs are identical")
@@ -156,7 +158,7 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.workers < 1:
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
         build_parser().error("--batch-size and --workers must be at least 1")
     return run_cli("run-infer", lambda: _run(args))
 

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # decode workers run it side by side
 def unfilter(raw, h, stride, bpp, out):
     """PNG's five row filters undone (PNG spec 9.2), one loop per filter type; False on an unknown type."""
     zero = np.zeros(stride, np.uint8)
