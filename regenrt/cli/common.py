@@ -1,8 +1,10 @@
 """What every regenrt command shares: error printing, exit codes, option value parsing."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from typing import Callable
@@ -50,3 +52,28 @@ def run_cli(prog: str, body: Callable[[], int], json_report: bool = False) -> in
             print(f"{prog}: internal error: {traceback.format_exc(limit=-1).strip().splitlines()[-1]}\n"
                   "Re-run with REGENRT_DEBUG=1 for the full traceback and please report it.", file=sys.stderr)
         return 1
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``LOW,HIGH`` (an argparse type)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, e.g. 0,1 — got {text!r}") from None
+    return lo, hi
+
+
+NEGATIVE_RANGE = re.compile(r"-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?,-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.IGNORECASE)
+
+
+def join_negative_ranges(argv: list[str], option: str = "--output-range") -> list[str]:
+    """``--output-range -0.05,-0.01`` as written: argparse takes a value starting with '-' for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == option and i + 1 < len(argv) and NEGATIVE_RANGE.fullmatch(argv[i + 1]):
+            out.append(f"{option}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out

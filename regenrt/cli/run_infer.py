@@ -2,21 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from .common import exit_codes_epilog, run_cli
+from .common import exit_codes_epilog, join_negative_ranges, parse_range, run_cli
 
 PARTIAL = 8
-
-
-def _range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, e.g. 0,1 — got {text!r}") from None
-    return lo, hi
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     phase = parser.add_argument_group("phase-recovery")
     phase.add_argument("--from-image", action="store_true", default=None,
                        help="inputs are ordinary pictures: use the Fourier phase of their luminance")
-    phase.add_argument("--output-range", type=_range, default=None, metavar="LOW,HIGH",
+    phase.add_argument("--output-range", type=parse_range, default=None, metavar="LOW,HIGH",
                        help="model output values mapped to black..white, e.g. 0,1 or -0.05,-0.01 (negative values "
                             "as written). Default: the range export observed on task-realistic inputs, recorded in "
                             "the engine; values outside clip, and the summary says how many pictures clipped")
@@ -139,24 +130,8 @@ def _check_task_options(args: argparse.Namespace, engine) -> None:
         raise RegenrtError("--submission writes the pixels inside --boxes rectangles: it needs --boxes CSV.")
 
 
-NEGATIVE_RANGE = re.compile(r"-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?,-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.IGNORECASE)
-
-
-def _join_negative_values(argv: list[str]) -> list[str]:
-    """``--output-range -0.05,-0.01`` as written: argparse takes a value starting with '-' for an option."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] == "--output-range" and i + 1 < len(argv) and NEGATIVE_RANGE.fullmatch(argv[i + 1]):
-            out.append(f"--output-range={argv[i + 1]}")
-            i += 2
-        else:
-            out.append(argv[i])
-            i += 1
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    argv = join_negative_ranges(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or (args.workers is not None and args.workers < 1):
         build_parser().error("--batch-size and --workers must be at least 1")

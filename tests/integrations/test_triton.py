@@ -1,6 +1,6 @@
 """The Triton model repository regenrt writes, parsed back with Triton's own ModelConfig protobuf (from the
 tritonclient wheel) and checked against the engine's metadata; the model file is the verified artefact, byte for
-byte. No Triton server runs here (see the README's "Scaling out")."""
+byte. The ensemble with the pre/post models: test_triton_ensemble.py."""
 import importlib.util
 
 import pytest
@@ -34,7 +34,8 @@ def test_repository_config_parses_and_matches_the_engine(deeplab_engine_dir, tmp
     source = deeplab_engine_dir / artefact
     if not source.exists():
         pytest.skip(f"{artefact} was not published on this machine")
-    config_path = write_repository(source, tmp_path / "repo", name="phase", max_batch_size=8, instances=2)
+    config_path = write_repository(source, tmp_path / "repo", name="phase", max_batch_size=8, instances=2,
+                                   pipeline=False)
     config = text_format.Parse(config_path.read_text(), _model_config()())
     metadata = backend_for(source).read_metadata(source)
     assert (config.name, config.platform, config.backend, config.max_batch_size) == ("phase", platform, backend, 8)
@@ -50,8 +51,8 @@ def test_repository_config_parses_and_matches_the_engine(deeplab_engine_dir, tmp
 def test_fixed_size_engine_dims_and_refusals(pix2pix_engine_dir, tmp_path):
     from google.protobuf import text_format
 
-    config = text_format.Parse(write_repository(pix2pix_engine_dir / "model.onnx", tmp_path / "r").read_text(),
-                               _model_config()())
+    config = text_format.Parse(write_repository(pix2pix_engine_dir / "model.onnx", tmp_path / "r",
+                                                pipeline=False).read_text(), _model_config()())
     assert config.name == "inpainting" and list(config.input[0].dims) == [3, 256, 256]
     with pytest.raises(RegenrtError, match="at least 1"):
         write_repository(pix2pix_engine_dir / "model.onnx", tmp_path / "r2", max_batch_size=0)
@@ -67,8 +68,14 @@ def test_command_line_form(deeplab_engine_dir, tmp_path):
                              str(tmp_path / "repo"), "--name", "phase", "--max-batch-size", "4"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    config = text_format.Parse((tmp_path / "repo" / "phase" / "config.pbtxt").read_text(), _model_config()())
+    ensemble = text_format.Parse((tmp_path / "repo" / "phase" / "config.pbtxt").read_text(), _model_config()())
+    config = text_format.Parse((tmp_path / "repo" / "phase_engine" / "config.pbtxt").read_text(), _model_config()())
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 4
     assert config.max_batch_size == 4 and config.platform == "onnxruntime_onnx"
+    plain = subprocess.run([sys.executable, "-m", "regenrt.cli.triton", str(deeplab_engine_dir / "model.onnx"), "-o",
+                            str(tmp_path / "plain"), "--no-pipeline"], capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["phase_recovery"]
     bad = subprocess.run([sys.executable, "-m", "regenrt.cli.triton", str(tmp_path / "none.onnx"), "-o",
                           str(tmp_path / "r2")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
