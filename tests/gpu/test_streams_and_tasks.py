@@ -112,10 +112,22 @@ def test_holes_rgb_composite_argmax_on_a_stream(streams):
 
 
 @pytest.fixture(scope="module")
-def phase_gpu_export(deeplab_fixture, tmp_path_factory):
+def phase_gpu_export(tmp_path_factory):
+    """A generated phase model (no fixture needed: a GPU check carries as little as it can)."""
+    from regenrt.models import create_model
+
     out = tmp_path_factory.mktemp("phase_gpu")
-    export_checkpoint(deeplab_fixture[0], out, parity_samples=1, gpu=GpuOptions("torch"))
-    return out
+    torch.manual_seed(0)
+    model = create_model("deeplabv3plus_r18", in_channels=1, classes=1).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    torch.save(model.state_dict(), out / "phase.pt")
+    export_checkpoint(out / "phase.pt", out / "engine", task="phase-recovery", parity_samples=1,
+                      input_shape="1x1x256x256", gpu=GpuOptions("torch"))
+    return out / "engine"
 
 
 @pytest.fixture(scope="module")
