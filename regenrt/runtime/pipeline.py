@@ -34,7 +34,6 @@ from .png import encode_png
 from ..hashing import sha256_bytes, sha256_file
 from .manifest import Manifest, OutputLock, sources_sha
 from ..tasks.runtime import Item, Prepared, RunOptions, get_runtime
-from ..tasks.runtime.base import default_workers
 
 ERRORS_NAME = "errors.csv"
 # OSError numbers that are the machine's fault, not an item's: the run stops at once (exit code 10)
@@ -274,8 +273,7 @@ class _Run:
         writes: deque = deque()
         pending = iter(items)
         self.untaken = len(items)
-        workers = opts.workers or default_workers(self.on_device)
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="regenrt-io") as pool:
+        with ThreadPoolExecutor(max_workers=max(1, opts.workers), thread_name_prefix="regenrt-io") as pool:
             try:
                 for item in pending:
                     if self.fault:

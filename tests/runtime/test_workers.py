@@ -1,17 +1,8 @@
-"""How many decode/encode threads run-infer uses when none are asked for: 2 beside a CPU engine (which keeps the
-cores busy itself), one per core but one beside a GPU engine (up to 16) — the host side must keep up with a GPU
-(found on an H200: with 2 threads run-infer ran at 0.22-0.25 of the engine's speed, bound by PNG coding)."""
+"""The decode/encode thread pool has the size asked for (default 2)."""
 from regenrt.runtime.pipeline import run_directory
 from regenrt.tasks.runtime import RunOptions
-from regenrt.tasks.runtime.base import default_workers
 
 from .helpers import save_png
-
-
-def test_default_workers_by_engine_device_and_cores():
-    assert [default_workers(False, c) for c in (1, 2, 16, 64)] == [2, 2, 2, 2]
-    assert [default_workers(True, c) for c in (1, 2, 3, 16, 64)] == [2, 2, 2, 15, 16]
-    assert RunOptions().workers is None
 
 
 def test_an_explicit_count_is_used_and_the_default_is_two_beside_a_cpu_engine(segmentation_setup, tmp_path,

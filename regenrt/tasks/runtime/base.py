@@ -6,7 +6,6 @@ per-pixel math goes through the kernel set in ``options.kernels`` (NumPy referen
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +22,7 @@ class RunOptions:
     """Everything a task needs to know besides the engine (all have working defaults)."""
 
     batch_size: int = 8
-    workers: int | None = None  # decode/encode threads; None: default_workers(engine)
+    workers: int = 2  # decode/encode threads
     kernels: KernelSet = field(default_factory=lambda: get_kernels("auto"))
     max_pixels: int = 64_000_000
     # phase-recovery
@@ -43,22 +42,6 @@ class RunOptions:
         """The options that change output bytes; a completed item is redone when they change."""
         return repr((self.kernels.name, self.from_image, self.output_range, self.bit_depth, self.save_npy,
                      self.feather, self.soft_mask))
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-def default_workers(on_device: bool, cores: int | None = None) -> int:
-    """Decode/encode threads when none are asked for. A CPU engine keeps every core busy itself: 2 threads hide
-    the file work behind it (measured on 2 cores: end to end 0.93 of the engine alone). A GPU engine leaves the
-    cores to the host side, which must keep up with it: every core but the one that drives the GPU, up to 16
-    (on an H200 with 2 threads, PNG decoding and encoding held run-infer to 0.22-0.25 of the engine's speed)."""
-    cores = usable_cores() if cores is None else cores
-    return max(2, min(16, cores - 1)) if on_device else 2
 
 
 @dataclass
