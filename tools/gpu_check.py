@@ -153,10 +153,11 @@ def _derived(bench: list[dict]) -> list[str]:
     for row in bench:
         by_group.setdefault(row["group"], {})[row["extra"].get("impl") or row["extra"].get("backend")] = row
     for group, rows in sorted(by_group.items(), key=lambda kv: str(kv[0])):
-        if "cuda" in rows and "d2d-copy" in rows:
-            pct = 100 * rows["d2d-copy"]["median_ms"] / rows["cuda"]["median_ms"]
-            lines.append(f"{group}: kernel {rows['cuda']['median_ms']:.3f} ms vs copy "
-                         f"{rows['d2d-copy']['median_ms']:.3f} ms -> {pct:.0f} % of copy bandwidth")
+        for impl in ("cuda", "cuda-batch"):
+            if impl in rows and "d2d-copy" in rows:
+                pct = 100 * rows["d2d-copy"]["median_ms"] / rows[impl]["median_ms"]
+                lines.append(f"{group}: kernel ({impl}) {rows[impl]['median_ms']:.3f} ms vs copy "
+                             f"{rows['d2d-copy']['median_ms']:.3f} ms -> {pct:.0f} % of copy bandwidth")
         if "torch-cuda-fp16" in rows and "torch-cuda-fp32" in rows:
             speedup = rows["torch-cuda-fp32"]["median_ms"] / rows["torch-cuda-fp16"]["median_ms"]
             lines.append(f"{group}: torch-CUDA FP16+graphs {rows['torch-cuda-fp16']['median_ms']:.2f} ms vs eager "

@@ -95,3 +95,72 @@ def test_numpy_row_stack_alias_is_put_back_only_where_numpy_removed_it():
     with_it = types.SimpleNamespace(vstack=np.vstack, row_stack=own)
     assert not kc.numpy_compat(with_it) and with_it.row_stack is own
     assert hasattr(np, "row_stack")  # the real module, after regenrt.kernels.numba_cuda was imported
+
+
+# --- batched launchers: one launch for B items must equal B per-item references (the out buffer may be larger) ---
+
+B = 2
+
+
+@pytest.mark.parametrize("scale,shift", [("pm1", False), ("01", True)])
+def test_phase_normalize_batch(scale, shift):
+    phases = (rng.uniform(-4, 4, (B, H, W))).astype(np.float32)  # some outside [-pi, pi] to wrap
+    expected = np.zeros((B + 1, 3, H, W), np.float32)
+    for i in range(B):
+        ref.phase_normalize(phases[i], expected, i, scale=scale, fftshift=shift, mean=0.1, std=0.5)
+    out = cuda.to_device(np.zeros((B + 1, 3, H, W), np.float32))
+    kc.phase_normalize_batch(cuda.to_device(phases), out, scale=scale, fftshift=shift, mean=0.1, std=0.5)
+    assert np.abs(out.copy_to_host() - expected).max() <= 1e-5  # item B untouched (zeros)
+
+
+def test_holes_composite_rgb_argmax_batches_exact():
+    pics = synthetic_pictures(B, H, W, 3, seed=4)
+    masks = box_masks(B, H, W, seed=5)[0] * 255
+    expected = np.zeros((B, 3, H, W), np.float32)
+    for i in range(B):
+        ref.holes_fill(pics[i], masks[i], expected, i, 0.25)
+    d_pics, d_masks = cuda.to_device(pics), cuda.to_device(masks)
+    out = cuda.to_device(np.zeros((B, 3, H, W), np.float32))
+    kc.holes_fill_batch(d_pics, d_masks, out, 0.25)
+    assert np.array_equal(out.copy_to_host(), expected)
+
+    gen = rng.uniform(-1.2, 1.2, (B, 3, H, W)).astype(np.float32)
+    gen[1, 0, 2, 3] = 0.5 / 127.5 - 1  # a rounding tie
+    results = cuda.device_array((B, H, W, 3), np.uint8)
+    kc.composite_batch(cuda.to_device(gen), d_pics, d_masks, results)
+    assert np.array_equal(results.copy_to_host(), np.stack([ref.composite(gen[i], pics[i], masks[i]) for i in range(B)]))
+    alpha = np.stack([ref.feather_alpha(masks[i], 2) for i in range(B)])
+    kc.composite_batch(cuda.to_device(gen), d_pics, d_masks, results, alpha=cuda.to_device(alpha))
+    assert np.array_equal(results.copy_to_host(),
+                          np.stack([ref.composite(gen[i], pics[i], masks[i], feather=2) for i in range(B)]))
+
+    expected = np.zeros((B, 3, H, W), np.float32)
+    for i in range(B):
+        ref.rgb_normalize(pics[i], expected, i)
+    out = cuda.to_device(np.zeros((B, 3, H, W), np.float32))
+    kc.rgb_normalize_batch(d_pics, cuda.to_device(np.float32(ref.IMAGENET_MEAN)),
+                           cuda.to_device(np.float32(ref.IMAGENET_STD)), out)
+    assert np.abs(out.copy_to_host() - expected).max() <= 1e-6
+
+    for classes in (4, 1):
+        logits = rng.standard_normal((B + 1, classes, H, W)).astype(np.float32)
+        labels, colours = cuda.device_array((B, H, W), np.uint8), cuda.device_array((B, H, W, 3), np.uint8)
+        kc.argmax_palette_batch(cuda.to_device(logits), cuda.to_device(PALETTE), labels, colours)
+        for i in range(B):
+            la, ca = ref.argmax_palette(logits[i], PALETTE)
+            assert np.array_equal(labels.copy_to_host()[i], la) and np.array_equal(colours.copy_to_host()[i], ca)
+
+
+def test_batch_launchers_reject_host_arrays_and_bad_shapes():
+    out = cuda.to_device(np.zeros((1, 3, H, W), np.float32))
+    with pytest.raises(InputError, match="must be a device array"):
+        kc.holes_fill_batch(np.zeros((1, H, W, 3), np.uint8), cuda.to_device(np.zeros((1, H, W), np.uint8)), out)
+    with pytest.raises(InputError, match="do not fit together"):  # two items, one slot
+        kc.holes_fill_batch(cuda.to_device(np.zeros((2, H, W, 3), np.uint8)),
+                            cuda.to_device(np.zeros((2, H, W), np.uint8)), out)
+    with pytest.raises(InputError, match="must be BxHxW"):
+        kc.phase_normalize_batch(cuda.to_device(np.zeros((1, H, W + 1), np.float32)), out)
+    with pytest.raises(InputError, match="alpha has shape"):
+        kc.composite_batch(out, cuda.to_device(np.zeros((1, H, W, 3), np.uint8)),
+                           cuda.to_device(np.zeros((1, H, W), np.uint8)), cuda.device_array((1, H, W, 3), np.uint8),
+                           alpha=cuda.to_device(np.zeros((1, H, W - 1), np.float32)))

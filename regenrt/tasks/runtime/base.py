@@ -74,10 +74,10 @@ class TaskRuntime:
     # (Prepared, CxHxW output, options) -> {suffix: array}; suffix ".png"/".npy" picks the encoding.
     finish: Callable[[Prepared, np.ndarray, RunOptions], dict[str, np.ndarray]]
     check_options: Callable[[RunOptions], None] = lambda options: None
-    # GPU path (regenrt.runtime.device): (Prepared, engine, input buffer, index, stream) fills input[index];
-    # (Prepared, output[index], options, stream) -> {suffix: host array}, as ``finish``.
-    device_pre: Callable[[Prepared, Any, Any, int, Any], None] | None = None
-    device_post: Callable[[Prepared, Any, RunOptions, Any], dict[str, np.ndarray]] | None = None
+    # GPU path (regenrt.runtime.device), a batch at a time: (batch, engine, staging, input buffer, stream) fills
+    # input[0:B]; (batch, engine, staging, output buffer, options, stream) -> [{suffix: host array}], as ``finish``.
+    device_pre: Callable[[list[Prepared], Any, Any, Any, Any], None] | None = None
+    device_post: Callable[[list[Prepared], Any, Any, Any, RunOptions, Any], list[dict[str, np.ndarray]]] | None = None
     # (options, engine) -> options with engine-dependent defaults filled in (e.g. phase's output range)
     resolve_options: Callable[[RunOptions, Any], RunOptions] = lambda options, engine: options
     # the ``report`` entries finish left in finished items' context -> lines for the run summary

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import InputError, RegenrtError
 from ...kernels.reference import feather_alpha
-from ...runtime.device import cuda_kernels, download, on_device, upload
+from ...runtime.device import cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
@@ -121,26 +121,30 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     return Prepared(None, out[0], context)
 
 
-def _device_pre(prepared: Prepared, engine, inp, index: int, stream) -> None:
-    ctx = prepared.context
-    ctx["d_picture"], ctx["d_mask"] = upload(ctx["picture"], stream), upload(ctx["mask"], stream)
-    cuda_kernels().holes_fill(ctx["d_picture"], ctx["d_mask"], inp, index,
-                              float(engine.metadata["input"].get("hole_fill", 0.0)), stream=stream)
+def _device_pre(batch: list[Prepared], engine, stage, inp, stream) -> None:
+    pictures = stage.upload("picture", [p.context["picture"] for p in batch], np.uint8, stream)
+    masks = stage.upload("mask", [p.context["mask"] for p in batch], np.uint8, stream)
+    cuda_kernels().holes_fill_batch(pictures, masks, inp, float(engine.metadata["input"].get("hole_fill", 0.0)),
+                                    stream=stream)
 
 
-def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dict[str, np.ndarray]:
-    from numba import cuda
-
-    ctx = prepared.context
+def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptions, stream
+                 ) -> list[dict[str, np.ndarray]]:
+    n, (h, w, c) = len(batch), batch[0].context["picture"].shape
+    pictures = stage.device("picture", (n, h, w, c), np.uint8, stream)  # what _device_pre uploaded
+    masks = stage.device("mask", (n, h, w), np.uint8, stream)
     alpha = None
     if options.soft_mask:
-        alpha = upload(ctx["mask"].astype(np.float32) / np.float32(255.0), stream)
+        alpha = stage.upload("alpha", [p.context["mask"].astype(np.float32) / np.float32(255.0) for p in batch],
+                             np.float32, stream)
     elif options.feather > 0:
-        alpha = upload(feather_alpha(ctx["mask"], options.feather), stream)
-    result = cuda.device_array(ctx["picture"].shape, np.uint8, stream=stream)
-    cuda_kernels().composite(output, ctx.pop("d_picture"), ctx.pop("d_mask"), result, alpha=alpha,
-                             value_range="pm1", stream=stream)
-    return {".png": download(result, stream)}
+        alpha = stage.upload("alpha", [feather_alpha(p.context["mask"], options.feather) for p in batch],
+                             np.float32, stream)
+    results = stage.device("result", (n, h, w, c), np.uint8, stream)
+    cuda_kernels().composite_batch(output, pictures, masks, results, alpha=alpha, value_range="pm1", stream=stream)
+    host = stage.download("result", results, stream)
+    stage.finish(stream)
+    return [{".png": host[i].copy()} for i in range(n)]
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
-from ...runtime.device import cuda_kernels, download, on_device, upload
+from ...runtime.device import cuda_kernels, on_device
 from ...runtime.io import decode_image, load_npy_checked, native_float
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
@@ -65,14 +65,16 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     return Prepared(None, out[0], {})
 
 
-def _device_pre(prepared: Prepared, engine, inp, index: int, stream) -> None:
-    phase = upload(prepared.context.pop("phase").astype(np.float32, copy=False), stream)
-    cuda_kernels().phase_normalize(phase, inp, index, scale="pm1", stream=stream)
+def _device_pre(batch: list[Prepared], engine, stage, inp, stream) -> None:
+    phases = stage.upload("phase", [p.context.pop("phase") for p in batch], np.float32, stream)
+    cuda_kernels().phase_normalize_batch(phases, inp, scale="pm1", stream=stream)
 
 
-def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dict[str, np.ndarray]:
-    # The float map is needed on the host anyway (the PNG quantization and --save-npy); one copy of it.
-    return _finish(prepared, download(output, stream), options)
+def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptions, stream) -> list[dict[str, np.ndarray]]:
+    # The float maps are needed on the host anyway (the PNG quantization and --save-npy): one copy of the batch.
+    host = stage.download("output", output, stream)
+    stage.finish(stream)
+    return [_finish(p, host[i].copy(), options) for i, p in enumerate(batch)]
 
 
 CLIP_WARN_SHARE = 0.01  # a picture with more of its pixels outside --output-range than this is reported

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ...kernels.reference import IMAGENET_MEAN, IMAGENET_STD
-from ...runtime.device import cuda_kernels, download, on_device, upload
+from ...runtime.device import cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime, unique_items
 
@@ -49,26 +49,24 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     return Prepared(None, out[0], {"picture": picture})
 
 
-def _device_pre(prepared: Prepared, engine, inp, index: int, stream) -> None:
+def _device_pre(batch: list[Prepared], engine, stage, inp, stream) -> None:
     meta = engine.metadata["input"]
-    mean = np.float32(meta.get("mean") or IMAGENET_MEAN)
-    std = np.float32(meta.get("std") or IMAGENET_STD)
-    picture = upload(prepared.context["picture"], stream)
-    cuda_kernels().rgb_normalize(picture, upload(mean, stream), upload(std, stream), inp, index, stream=stream)
+    mean = stage.constant("mean", np.float32(meta.get("mean") or IMAGENET_MEAN), stream)
+    std = stage.constant("std", np.float32(meta.get("std") or IMAGENET_STD), stream)
+    pictures = stage.upload("picture", [p.context["picture"] for p in batch], np.uint8, stream)
+    cuda_kernels().rgb_normalize_batch(pictures, mean, std, inp, stream=stream)
 
 
-def _device_post(prepared: Prepared, output, options: RunOptions, stream) -> dict[str, np.ndarray]:
-    from numba import cuda
-
-    h, w = prepared.shape[1:]
-    labels = cuda.device_array((h, w), np.uint8, stream=stream)
-    colours = cuda.device_array((h, w, 3), np.uint8, stream=stream)
-    cuda_kernels().argmax_palette(output, _device_palette(stream), labels, colours, stream=stream)
-    return _overlaid(prepared.context["picture"], download(labels, stream), download(colours, stream))
-
-
-def _device_palette(stream):
-    return upload(PALETTE, stream)
+def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptions, stream
+                 ) -> list[dict[str, np.ndarray]]:
+    n, (h, w) = len(batch), batch[0].shape[1:]
+    labels = stage.device("labels", (n, h, w), np.uint8, stream)
+    colours = stage.device("colours", (n, h, w, 3), np.uint8, stream)
+    cuda_kernels().argmax_palette_batch(output, stage.constant("palette", PALETTE, stream), labels, colours,
+                                        stream=stream)
+    host_labels, host_colours = stage.download("labels", labels, stream), stage.download("colours", colours, stream)
+    stage.finish(stream)
+    return [_overlaid(p.context["picture"], host_labels[i].copy(), host_colours[i].copy()) for i, p in enumerate(batch)]
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
