@@ -82,7 +82,7 @@ def test_triton_repository_carries_the_external_data(small_limit, tmp_path):
     out = tmp_path / "engine"
     export_checkpoint(ckpt, out, parity_samples=1, precision="fp32", cpu_engine="onnxruntime", int8="off")
     write_repository(out / "model.onnx", tmp_path / "repo", name="g")
-    served = tmp_path / "repo" / "g" / "1" / "model.onnx"
+    served = tmp_path / "repo" / "g_engine" / "1" / "model.onnx"  # the ensemble's engine model
     assert (served.parent / "model.onnx.data").is_file()
     import onnxruntime as ort
 

@@ -1,7 +1,6 @@
 """Online serving for real: Triton (bundled with nvidia-pytriton) on 127.0.0.1, started and stopped by the module
 fixture, a regenrt Predictor bound with dynamic batching. Concurrent HTTP clients get exactly the Predictor's
 answers; malformed requests get a clear error and the server keeps answering."""
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,15 +18,7 @@ from regenrt.models import create_model  # noqa: E402
 from regenrt.runtime import Engine, Predictor, RunOptions  # noqa: E402
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures  # noqa: E402
 
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from .ports import free_ports  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +29,7 @@ def served(tmp_path_factory):
     export_checkpoint(root / "g.pt", root / "engine", parity_samples=1, precision="fp32", cpu_engine="onnxruntime",
                       int8="off")
     engine = Engine.load(root / "engine", device="cpu")
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     with serve(engine, http_port=http, grpc_port=grpc, metrics_port=metrics, max_batch_size=4) as triton:
         assert triton.is_alive()
         yield f"http://127.0.0.1:{http}", Predictor(engine, RunOptions(batch_size=1))

@@ -9,7 +9,6 @@
   backend (the stand-in runs the same model file with regenrt's Engine and keeps regenrt's config otherwise).
 """
 import importlib.util
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from regenrt.models import create_model
 from regenrt.runtime import Engine, Predictor, RunOptions
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
+from .ports import free_ports
 from .test_triton import _model_config
 
 
@@ -157,16 +157,6 @@ class TritonPythonModel:
 '''
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.skipif(importlib.util.find_spec("pytriton") is None, reason="nvidia-pytriton is not installed")
 def test_the_ensemble_runs_in_triton(inpainting_engine, tmp_path):
     from pytriton.client import ModelClient
@@ -183,7 +173,7 @@ def test_the_ensemble_runs_in_triton(inpainting_engine, tmp_path):
     (engine_dir / "1" / "model.py").write_text(ENGINE_STAND_IN.format(path=str(engine_dir / "1" / "model.onnx")))
     _check_wiring(repo, "inpainting")
     _stub_finds_this_python()
-    http, grpc, metrics = _free_ports(3)
+    http, grpc, metrics = free_ports(3)
     items = _picture_items(5, 128, True, seed=11)
     expected = Predictor(Engine.load(inpainting_engine, device="cpu")).predict_many(items)
     triton = Triton(config=TritonConfig(model_repository=repo, http_address="127.0.0.1", http_port=http,

@@ -26,6 +26,6 @@ def test_an_explicit_count_is_used_and_the_default_is_two_beside_a_cpu_engine(se
 
     monkeypatch.setattr(pipeline, "ThreadPoolExecutor", Recording)
     for workers in (None, 3):
-        summary = run_directory(engine, tmp_path / "in", tmp_path / f"out{workers}", RunOptions(workers=workers))
+        summary = run_directory(engine, tmp_path / "in", tmp_path / f"out{workers}", RunOptions(**({} if workers is None else {"workers": workers})))
         assert summary.done == 4
     assert pools == [2, 3]
