@@ -53,7 +53,7 @@ class BuildContext:
         if variant not in self._graphs:
             from .passes import get_pass
 
-            graph, summary = get_pass(variant).apply(onnx.load(str(self.fp32_path)))
+            graph, summary = get_pass(variant).apply(onnx.load(str(self.fp32_path)), copy=False)
             if not summary.get("rewritten"):
                 self._graphs[variant] = None
             else:

@@ -64,25 +64,30 @@ def calibrate(model: onnx.ModelProto, batches: Iterable[dict[str, np.ndarray]], 
     from ..runtime.backends.onnxruntime import import_onnxruntime
 
     ort = import_onnxruntime()
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    inits = {i.name for i in probe.graph.initializer}
-    for name in sorted(names - existing - inits - {i.name for i in probe.graph.input}):
-        probe.graph.output.append(helper.make_tensor_value_info(name, FLOAT, None))
+    # every float tensor as an extra output of the model itself for the session's creation (no copy of the model:
+    # with a copy, the weights sat in memory four times over while the session was made), then taken off again
+    graph_outputs = model.graph.output
+    kept = len(graph_outputs)
+    existing = {o.name for o in graph_outputs}
+    inits = {i.name for i in model.graph.initializer}
+    for name in sorted(names - existing - inits - {i.name for i in model.graph.input}):
+        graph_outputs.append(helper.make_tensor_value_info(name, FLOAT, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor visible
+    try:
+        with session_source(model) as source:  # the serialized bytes (or temporary file) only while it is made
+            session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    finally:
+        del graph_outputs[kept:]
     ranges: dict[str, float] = {}
-    with session_source(probe) as source:
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        out_names = [o.name for o in session.get_outputs()]
-        for feed in batches:
-            for name, value in zip(out_names, session.run(out_names, feed)):
-                if value.size and np.issubdtype(value.dtype, np.floating):
-                    ranges[name] = max(ranges.get(name, 0.0), float(np.nanmax(np.abs(value))))
-            for name, value in feed.items():
-                ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max()))
+    out_names = [o.name for o in session.get_outputs()]
+    for feed in batches:
+        for name, value in zip(out_names, session.run(out_names, feed)):
+            if value.size and np.issubdtype(value.dtype, np.floating):
+                ranges[name] = max(ranges.get(name, 0.0), float(np.nanmax(np.abs(value))))
+        for name, value in feed.items():
+            ranges[name] = max(ranges.get(name, 0.0), float(np.abs(value).max()))
     return ranges
 
 

@@ -30,7 +30,7 @@ class GateResult:
     rows: list[dict] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)
     optional: set[str] = field(default_factory=set)
-    runners: dict = field(default_factory=dict)
+    runners: dict = field(default_factory=dict)  # the GPU artefacts' runners (their engine record reuses them)
     summary: dict[str, dict] = field(default_factory=dict)  # key -> artefact, precision, margin, proof, ...
 
 
@@ -81,7 +81,10 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
     for kind in list(paths):
         rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], cases, references, metric, tol)
         result.rows += rows
-        result.runners[kind], result.summary[kind] = runner, entry
+        result.summary[kind] = entry
+        if kind in GPU_ARTEFACTS:  # kept for the engine record; a CPU session's weights go with it
+            result.runners[kind] = runner
+        del runner
         candidate = built.get(kind, (None,))[0]
         if candidate is not None and not candidate.cpu_engine and entry.get("claim_broken"):
             # the FP16 graph is the GPU engines' source; on the CPU it is gated for its numbers, never run as
@@ -106,7 +109,8 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
             entry["kept_unquantized"] = kept
             result.rows += rows
             paths[key], precision_of[key], built[key] = repaired, precision_of[kind], built[kind]
-            result.runners[key], result.summary[key] = runner, entry
+            result.summary[key] = entry
+            del runner
             result.optional.add(key)
             _say(log, entry)
             if entry["passed"]:

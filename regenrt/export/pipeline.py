@@ -196,6 +196,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     steps(f"loading {checkpoint}")
     ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
     loaded = _build(ckpt, arch, overrides)
+    ckpt.state_dict = {}  # the model holds its own copy of the weights: one copy less for the whole export
     config = loaded.config
     task_name = task or loaded.arch.default_task(config)
     if not task_name:
@@ -346,6 +347,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                                         float(max(r.max() for r in references))]
     embed_metadata(graph, {**base, "precision": "fp32"})
     save_onnx(graph, fp32_path)
+    del graph  # every later step reads the file: the in-memory copy of the weights goes
 
     ctx = BuildContext(work, fp32_path, base, _calibration(p, cases), p.precisions,
                        openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log,

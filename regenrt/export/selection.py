@@ -73,6 +73,7 @@ def select_cpu_engine(paths: dict[str, Path], precision_of: dict[str, str], buil
         runner = backend.open(path, "cpu", "throughput")
         requests[kind] = max(1, int(getattr(runner, "requests", 1)))
         items_s[kind] = throughput(runner, batch, requests[kind])
+        del runner  # one candidate's weights in memory at a time
         if log:
             log(f"      {path.name} ({precision_of[kind]}): batch 1 {latency[kind]:.1f} ms; batch {run_batch} x "
                 f"{requests[kind]} request(s) {items_s[kind]:.1f} items/s")

@@ -50,3 +50,16 @@ def test_pass_leaves_other_convtransposes_alone(tmp_path):
     rewritten, summary = get_pass("subpixel-convtranspose").apply(graph)
     assert summary["rewritten"] == 0
     assert [n.op_type for n in rewritten.graph.node] == [n.op_type for n in graph.graph.node]
+
+
+def test_in_place_rewrite_for_a_caller_that_owns_the_model(tmp_path):
+    """copy=False (the export's own use: a model loaded for the pass alone) rewrites that model, with no copy of
+    its weights; the result is the same graph as the copying form's."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ConvTranspose2d(3, 4, 4, 2, 1), nn.Tanh()).eval()
+    graph = export_onnx(net, tmp_path / "m.onnx", example=torch.zeros(1, 3, 8, 8), dynamic_hw=True)
+    copied, _ = get_pass("subpixel-convtranspose").apply(graph)
+    owned = onnx.load(str(tmp_path / "m.onnx"))
+    rewritten, summary = get_pass("subpixel-convtranspose").apply(owned, copy=False)
+    assert rewritten is owned and summary == {"rewritten": 1}
+    assert rewritten.SerializeToString() == copied.SerializeToString()

@@ -1,6 +1,7 @@
 """Graph passes: small ONNX -> ONNX functions, each an exact identity in FP32, registered by name.
 
-A pass returns the rewritten copy and a summary (``{"rewritten": n, ...}``); the input model is not modified. A
+A pass returns the rewritten copy and a summary (``{"rewritten": n, ...}``); the input model is not modified —
+unless the caller, owning a model it will not use again, passes ``copy=False`` (one copy of the weights less). A
 pass that finds nothing to rewrite returns ``rewritten == 0`` and the caller drops that graph variant.
 
 Example::
@@ -21,7 +22,7 @@ from ...errors import RegenrtError
 @dataclass(frozen=True)
 class GraphPass:
     name: str
-    apply: Callable[[onnx.ModelProto], tuple[onnx.ModelProto, dict]]
+    apply: Callable[..., tuple[onnx.ModelProto, dict]]  # (model, copy=True) -> (rewritten, summary)
     description: str
 
 

@@ -43,13 +43,18 @@ def _eligible(node: onnx.NodeProto, weights: dict[str, np.ndarray]) -> bool:
             and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
 
 
-def subpixel_conv_transpose(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
-    """Rewrite every eligible ConvTranspose (k=4, s=2, p=1, group 1, constant kernel) in place of a copy."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def subpixel_conv_transpose(model: onnx.ModelProto, copy: bool = True) -> tuple[onnx.ModelProto, dict]:
+    """Rewrite every eligible ConvTranspose (k=4, s=2, p=1, group 1, constant kernel) in a copy (in ``model`` itself
+    with ``copy=False``)."""
+    if copy:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+    else:
+        out = model
     graph = out.graph
-    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    taken = {n for node in graph.node for n in (*node.input, *node.output)} | set(weights)
+    wanted = {name for node in graph.node if node.op_type == "ConvTranspose" for name in node.input[1:3]}
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer if init.name in wanted}
+    taken = {n for node in graph.node for n in (*node.input, *node.output)} | {i.name for i in graph.initializer}
     nodes, rewritten, initializers = [], 0, []
     for node in graph.node:
         if not _eligible(node, weights):
