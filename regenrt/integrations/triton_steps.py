@@ -8,8 +8,9 @@ batched tensors. The step runs the task's own runtime — exactly what ``Predict
 - ``post``: the same raw inputs + the engine's output -> the final pixels (the inpainting composite keeps every
   known pixel, the phase output is quantized to the recorded output range, segmentation gives labels + overlay).
 
-The post step re-runs the task's ``prepare`` on the raw inputs for what ``finish`` needs (the picture and mask to
-composite into, the picture to overlay): the ensemble passes tensors between models, not Python objects.
+The post step takes the raw inputs as well — the ensemble passes tensors between models, not Python objects — and
+rebuilds from them, validated, what ``finish`` needs (the picture and mask to composite into, the picture to
+overlay), without computing a model input again.
 
 Example::
 
@@ -117,7 +118,7 @@ class Step:
         if any(len(tensors[name]) != n for name, _, _ in self.inputs):
             raise InputError("the input tensors hold different numbers of items.")
         raw = [{name: tensors[name][i] for name, _, _ in self.raw_inputs} for i in range(n)]
-        prepared = [self._prepare(item, i) for i, item in enumerate(raw)]
+        prepared = [self._prepare(item, i, model_input=self.kind == "pre") for i, item in enumerate(raw)]
         if self.kind == "pre":
             return {self.input_name: np.stack([p.model_input for p in prepared])}
         results = []
@@ -130,9 +131,9 @@ class Step:
 
         return {tensor_name(suffix): np.stack([r[suffix] for r in results]) for suffix in results[0]}
 
-    def _prepare(self, item: dict[str, np.ndarray], index: int):
+    def _prepare(self, item: dict[str, np.ndarray], index: int, model_input: bool):
         try:
-            return self.runtime.prepare(item, self.engine, self.options)
+            return self.runtime.prepare(item, self.engine, self.options, model_input=model_input)
         except InputError as exc:
             raise InputError(f"item {index}: {exc}") from None
         except RegenrtError:

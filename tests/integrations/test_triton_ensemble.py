@@ -132,6 +132,24 @@ def test_step_errors_name_the_item(inpainting_engine, tmp_path):
         pre({"picture": np.stack([i["picture"] for i in items])})
 
 
+def test_the_post_step_validates_but_computes_no_model_input(inpainting_engine, tmp_path):
+    from dataclasses import replace
+
+    write_repository(inpainting_engine, tmp_path / "repo", name="m")
+    pre, post = (Step.load(tmp_path / "repo" / f"m_{k}" / "1" / STEP_FILE) for k in ("pre", "post"))
+    items = _picture_items(2, 128, True)
+    raw = {name: np.stack([item[name] for item in items]) for name in items[0]}
+    model_input = pre(raw)["input"]
+    calls = []
+    post.options = replace(post.options, kernels=replace(post.options.kernels,
+                                                         holes_fill=lambda *a, **k: calls.append(a)))
+    engine = Engine.load(inpainting_engine, device="cpu")
+    final = post({**raw, "output": engine.infer(model_input)})
+    assert final["image"].shape == (2, 128, 128, 3) and calls == []
+    with pytest.raises(InputError, match="item 0: mask is 64x64 but the picture is 128x128"):
+        post({"picture": raw["picture"][:1], "mask": raw["mask"][:1, :64, :64], "output": engine.infer(model_input)[:1]})
+
+
 def test_engine_only_repository_keeps_the_plain_layout(deeplab_engine_dir, tmp_path):
     config = write_repository(deeplab_engine_dir / "model.onnx", tmp_path / "repo", name="phase", pipeline=False)
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["phase"]

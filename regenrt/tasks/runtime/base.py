@@ -68,8 +68,10 @@ class Prepared:
 class TaskRuntime:
     name: str
     items: Callable[[Path, RunOptions], list[Item]]
-    # decoded data (dict of arrays, as the Python API takes them) -> Prepared; validates.
-    prepare: Callable[[dict[str, Any], Any, RunOptions], Prepared]
+    # decoded data (dict of arrays, as the Python API takes them) -> Prepared; validates. ``model_input=False``:
+    # validated, the context ``finish`` needs, no model input computed (the GPU path's pre-kernel makes it, or a
+    # Triton post step only finishes)
+    prepare: Callable[..., Prepared]
     decode: Callable[[Item, RunOptions], dict[str, Any]]
     # (Prepared, CxHxW output, options) -> {suffix: array}; suffix ".png"/".npy" picks the encoding.
     finish: Callable[[Prepared, np.ndarray, RunOptions], dict[str, np.ndarray]]

@@ -94,7 +94,7 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
     return {"picture": picture, "mask": mask}
 
 
-def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
+def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: bool = True) -> Prepared:
     picture = as_channels(np.asarray(data["picture"]), engine.channels)
     mask = np.asarray(data["mask"])
     if mask.ndim == 3:
@@ -114,7 +114,7 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     shape = (engine.channels, *picture.shape[:2])
     engine.check_shape(shape)
     context = {"picture": picture, "mask": mask, "boxes": data.get("boxes")}
-    if on_device(engine):
+    if on_device(engine) or not model_input:
         return Prepared(None, None, context, shape)
     out = np.empty((1, *shape), np.float32)
     options.kernels.holes_fill(picture, mask, out, 0, float(engine.metadata["input"].get("hole_fill", 0.0)))

@@ -46,7 +46,7 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
     return {"phase": pic.astype(np.float64) / 65535.0 * 2 * np.pi - np.pi}
 
 
-def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
+def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: bool = True) -> Prepared:
     phase = np.asarray(data["phase"])
     if np.iscomplexobj(phase):
         phase = np.angle(phase)
@@ -58,7 +58,7 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
     require(bool(np.isfinite(phase).all()), "the phase map holds NaN or Inf values.")
     shape = (engine.channels, *phase.shape)
     engine.check_shape(shape)
-    if on_device(engine):
+    if on_device(engine) or not model_input:
         return Prepared(None, None, {"phase": phase}, shape)
     out = np.empty((1, *shape), np.float32)
     options.kernels.phase_normalize(phase, out, 0, scale="pm1")

@@ -36,13 +36,13 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
     return {"picture": decode_image(item.sources[0], options.max_pixels)}
 
 
-def _prepare(data: dict[str, Any], engine, options: RunOptions) -> Prepared:
+def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: bool = True) -> Prepared:
     picture = np.asarray(data["picture"])
     picture = as_channels(np.repeat(picture[..., None], 3, 2) if picture.ndim == 2 else picture, 3)
     meta = engine.metadata["input"]
     shape = (engine.channels, *picture.shape[:2])
     engine.check_shape(shape)
-    if on_device(engine):
+    if on_device(engine) or not model_input:
         return Prepared(None, None, {"picture": picture}, shape)
     out = np.empty((1, *shape), np.float32)
     options.kernels.rgb_normalize(picture, out, 0, meta.get("mean"), meta.get("std"))
