@@ -32,8 +32,11 @@ BACKENDS = {  # backend -> artefact it runs (None: the PyTorch model itself)
     "tensorrt-fp16": "model.engine",
     "torch-cuda-fp32": None,  # eager on the GPU: the baseline GPU speed-ups are quoted against
     "torch-cuda-fp16": "model.torch.pt",
+    # the same artefact with the runner's channels_last option and cuDNN's autotuner on while its graph is captured
+    # (not yet the default: to be measured on a GPU)
+    "torch-cuda-fp16-nhwc": "model.torch.pt",
 }
-GPU_BACKENDS = ("tensorrt-fp16", "torch-cuda-fp32", "torch-cuda-fp16")
+GPU_BACKENDS = ("tensorrt-fp16", "torch-cuda-fp32", "torch-cuda-fp16", "torch-cuda-fp16-nhwc")
 # measured as they are, pass or not (ours must pass): OpenVINO's default, and eager FP32 on the GPU, whose
 # convolutions run TF32 where torch's default allows it (torch.backends.cudnn.allow_tf32, recorded)
 PEERS = ("openvino-default", "torch-cuda-fp32")
@@ -137,11 +140,17 @@ def _cuda_runner(backend, model, directory):
     if not path.exists():
         loaded = build_from_state_dict(model.state_dict())
         save_artefact(path, model.state_dict(), loaded.arch.name, loaded.config, {"precision": "fp16", "mode": "eval"})
-    runner = TorchRunner(path, "cuda")
+    nhwc = backend.endswith("-nhwc")
+    runner = TorchRunner(path, "cuda", channels_last=nhwc)
 
     def run(x):
         if tuple(x.shape) not in runner._slots:
-            return runner.infer(x)  # allocates the buffers, captures the graph, fills the input
+            autotune = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = nhwc  # chosen while the warm-up runs and the graph is captured
+            try:
+                return runner.infer(x)  # allocates the buffers, captures the graph, fills the input
+            finally:
+                torch.backends.cudnn.benchmark = autotune
         runner.execute(x.shape)
         runner.synchronize()
 

@@ -158,6 +158,11 @@ def _derived(bench: list[dict]) -> list[str]:
                 pct = 100 * rows["d2d-copy"]["median_ms"] / rows[impl]["median_ms"]
                 lines.append(f"{group}: kernel ({impl}) {rows[impl]['median_ms']:.3f} ms vs copy "
                              f"{rows['d2d-copy']['median_ms']:.3f} ms -> {pct:.0f} % of copy bandwidth")
+        if "torch-cuda-fp16-nhwc" in rows and "torch-cuda-fp32" in rows:
+            nhwc = rows["torch-cuda-fp16-nhwc"]
+            lines.append(f"{group}: torch-CUDA FP16+graphs, channels_last + cuDNN autotune {nhwc['median_ms']:.2f} ms "
+                         f"-> {rows['torch-cuda-fp32']['median_ms'] / nhwc['median_ms']:.2f}x eager FP32 "
+                         f"(parity {nhwc['extra'].get('parity')})")
         if "torch-cuda-fp16" in rows and "torch-cuda-fp32" in rows:
             speedup = rows["torch-cuda-fp32"]["median_ms"] / rows["torch-cuda-fp16"]["median_ms"]
             lines.append(f"{group}: torch-CUDA FP16+graphs {rows['torch-cuda-fp16']['median_ms']:.2f} ms vs eager "

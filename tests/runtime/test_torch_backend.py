@@ -56,3 +56,18 @@ def test_batch_statistics_stay_fp32_in_an_fp16_model():
         assert (got - reference).abs().max() <= 2e-2 * reference.abs().max()
     prepared = prepare_model(model, "batch-stats", torch.float16, "cpu")
     assert all(m.weight.dtype == torch.float32 for m in prepared.modules() if isinstance(m, BatchStatNorm2d))
+
+
+def test_channels_last_option_gives_the_same_outputs_in_contiguous_buffers(tmp_path):
+    """The NHWC option (measured by the GPU benchmark as torch-cuda-fp16-nhwc): weights and the model's input in
+    channels-last, the output buffer still plain NCHW (what the post-kernels read), the numbers unchanged."""
+    model, path = _artefact(tmp_path)
+    runner = TorchRunner(path, "cpu", buffered=True, channels_last=True)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
+    y = runner.infer(x)
+    conv = next(m for m in runner.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.shape[1] > 1
+    inp, out = runner.buffers(x.shape)
+    assert inp.is_contiguous() and out.is_contiguous()
+    with torch.no_grad():
+        assert np.abs(model(torch.from_numpy(x)).numpy() - y).max() <= 1e-5

@@ -81,7 +81,8 @@ class TorchRunner:
     On CUDA the host interface always goes through per-shape buffers (the device interface); ``buffered=True``
     runs that same path on CPU tensors (no stream, no graph), which is how it is tested without a GPU."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", cuda_graphs: bool = True, buffered: bool = False):
+    def __init__(self, path: str | Path, device: str = "cpu", cuda_graphs: bool = True, buffered: bool = False,
+                 channels_last: bool = False):
         import torch
 
         from ...models import build_from_state_dict
@@ -95,6 +96,11 @@ class TorchRunner:
         self.dtype = torch.float16 if half else torch.float32
         self.precision = "fp16" if half else "fp32"
         self.model = prepare_model(loaded.model, self.metadata.get("mode", "eval"), self.dtype, device)
+        # NHWC weights and activations (tensor-core friendly for FP16 convolutions); an option, off by default until
+        # a GPU run measures it (benchmarks/test_models.py times it as torch-cuda-fp16-nhwc)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.cuda_graphs = cuda_graphs and device == "cuda"
         self._lock = threading.Lock()  # buffers are shared: one batch at a time
         self._slots: dict[tuple, tuple] = {}  # shape -> (input, output, graph or None)
@@ -105,7 +111,7 @@ class TorchRunner:
             self.stream = cuda.external_stream(self.torch_stream.cuda_stream)  # the same stream, for numba kernels
 
     def _forward(self, x):
-        return self.model(x.to(self.dtype)).float()
+        return self.model(x.to(self.dtype, memory_format=self.memory_format)).float()
 
     # -- device interface (CUDA) ------------------------------------------------------------------------------
     def buffers(self, shape: tuple) -> tuple:
@@ -128,7 +134,7 @@ class TorchRunner:
             inp = torch.zeros(shape, dtype=torch.float32, device=self.device)  # zeroed on the runner's stream
             for _ in range(WARMUP):
                 eager = self._forward(inp)
-            out = torch.empty_like(eager)
+            out = torch.empty_like(eager, memory_format=torch.contiguous_format)  # NCHW for the post-kernels
             graph = None
             if self.cuda_graphs:
                 graph = torch.cuda.CUDAGraph()
