@@ -8,8 +8,9 @@ Run it from a checkout on a machine with an NVIDIA GPU, with the Python that hol
 (``REGENRT_PYTHON``, default ``python3``). ``--wheels``: a folder of wheels for what that Python lacks (offline
 machines; e.g. ``isal`` and ``segmentation-models-pytorch``). ``--fixtures``: the golden fixtures (the torch-CUDA
 tests export the pix2pix one). ``--raw``: where each stage's JUnit XML and benchmark JSON go (default
-``<out>/raw``; report.json holds what they say). Each stage runs in its own pytest process under a time limit; a failing or
-timed-out stage is reported and the next one still runs. Exit status: 0 when every stage passed, 1 otherwise.
+``<out>/raw``; report.json holds what they say). Each stage runs in its own pytest process under a time limit;
+a failing or timed-out stage is reported and the next one still runs. Exit status: 0 when every stage passed,
+1 otherwise, 2 without a visible GPU (or on bad arguments).
 """
 from __future__ import annotations
 
@@ -197,17 +198,25 @@ def _markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="./dev.sh gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "gpu-check", help="report folder (default: gpu-check/)")
     parser.add_argument("--wheels", type=Path, help="folder of wheels to install first (offline machines)")
     parser.add_argument("--fixtures", type=Path, help="golden fixtures folder (default: ../shared/fixtures)")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
-    parser.add_argument("--limit", default="", help="time limits in seconds, e.g. tests=200,models=300")
+    parser.add_argument("--limit", default="", help="time limits in seconds per stage (default "
+                        + ",".join(f"{k}={v}" for k, (_, v) in STAGES.items()) + ")")
     parser.add_argument("--raw", type=Path, help="folder for JUnit XML and benchmark JSON (default: <out>/raw)")
     parser.add_argument("--no-install", action="store_true", help="use regenrt from this checkout as installed")
     args = parser.parse_args(argv)
-    limits = {k: float(v) for k, v in (item.split("=") for item in args.limit.split(",") if item)}
+    stages = [s for s in args.stages.split(",") if s]
+    try:
+        limits = {k: float(v) for k, v in (item.split("=") for item in args.limit.split(",") if item)}
+    except ValueError:
+        parser.error(f"--limit takes STAGE=SECONDS,..., got {args.limit!r}")
+    unknown = sorted(set(stages) - set(STAGES) | set(limits) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {unknown}; the stages are {', '.join(STAGES)}")
     raw = args.raw or args.out / "raw"
     for folder in (args.out, raw):
         folder.mkdir(parents=True, exist_ok=True)
@@ -228,7 +237,7 @@ def main(argv=None) -> int:
     if args.fixtures:
         env["REGENRT_SHARED_FIXTURES"] = str(args.fixtures.resolve())
     report["stages"], bench = {}, []
-    for name in [s for s in args.stages.split(",") if s]:
+    for name in stages:
         pytest_args, limit = STAGES[name]
         limit = limits.get(name, limit)
         junit, bjson = raw / f"{name}.xml", raw / f"{name}.bench.json"
