@@ -20,6 +20,7 @@ from PIL import Image
 
 from regenrt.kernels import reference as ref
 from regenrt.runtime import Engine, RunOptions, run_directory
+from regenrt.runtime.device import on_device
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
 from .common import MODELS
@@ -71,6 +72,14 @@ def test_end_to_end(benchmark, exported, request, tmp_path, task):
     summary = benchmark.pedantic(pipeline, rounds=1, iterations=1)
     assert summary.done == n and summary.failed == 0 and cold.done == n
     ratio = summary.items_per_s / (n / engine_s)
+    if on_device(engine):  # a GPU engine: does the host keep up with more decode/encode threads? (measured here)
+        import os
+
+        workers = max(2, min(8, (os.cpu_count() or 2) - 1))
+        more = run_directory(engine, tmp_path / "in", tmp_path / f"out{next(outputs)}",
+                             RunOptions(**options, workers=workers))
+        benchmark.extra_info[f"ratio_{workers}_workers"] = more.items_per_s / (n / engine_s)
+        benchmark.extra_info[f"stage_s_{workers}_workers"] = more.stage_s
     benchmark.extra_info.update({
         "end_to_end": f"{task} ({MODELS[CASES[task]].key}, {engine.path.name}, batch {BATCH}, "
                       f"{engine.requests} request(s) in flight)", "items": n,

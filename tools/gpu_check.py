@@ -172,9 +172,10 @@ def _derived(bench: list[dict]) -> list[str]:
     for row in bench:
         if "end_to_end" in row["extra"]:
             e = row["extra"]
+            more = {k: round(v, 2) for k, v in e.items() if k.startswith("ratio_") and k.endswith("_workers")}
             lines.append(f"end to end {e['end_to_end']}: pipeline {e['pipeline_items_per_s']:.1f} items/s, engine "
-                         f"{e['engine_items_per_s']:.1f} -> ratio {e['ratio']:.2f} (cold {e['cold_ratio']:.2f}); "
-                         f"stage seconds {e.get('stage_s')}")
+                         f"{e['engine_items_per_s']:.1f} -> ratio {e['ratio']:.2f} (cold {e['cold_ratio']:.2f}"
+                         f"{', ' + str(more) if more else ''}); stage seconds {e.get('stage_s')}")
     return lines
 
 
