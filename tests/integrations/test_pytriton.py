@@ -5,16 +5,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("pytriton")
 
 from pytriton.client import ModelClient  # noqa: E402
 from pytriton.client.exceptions import PyTritonClientInferenceServerError  # noqa: E402
 
-from regenrt.export.pipeline import export_checkpoint  # noqa: E402
 from regenrt.integrations.pytriton import serve  # noqa: E402
-from regenrt.models import create_model  # noqa: E402
 from regenrt.runtime import Engine, Predictor, RunOptions  # noqa: E402
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures  # noqa: E402
 
@@ -22,13 +19,8 @@ from .ports import free_ports  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("serve")
-    torch.save(create_model("unet_128", ngf=8).state_dict(), root / "g.pt")
-    export_checkpoint(root / "g.pt", root / "engine", parity_samples=1, precision="fp32", cpu_engine="onnxruntime",
-                      int8="off")
-    engine = Engine.load(root / "engine", device="cpu")
+def served(inpainting_engine):
+    engine = Engine.load(inpainting_engine, device="cpu")
     http, grpc, metrics = free_ports(3)
     with serve(engine, http_port=http, grpc_port=grpc, metrics_port=metrics, max_batch_size=4) as triton:
         assert triton.is_alive()

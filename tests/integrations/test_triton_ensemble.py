@@ -13,28 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from regenrt.errors import InputError
-from regenrt.export.pipeline import export_checkpoint
 from regenrt.integrations.triton import write_repository
 from regenrt.integrations.triton_steps import STEP_FILE, Step
-from regenrt.models import create_model
 from regenrt.runtime import Engine, Predictor, RunOptions
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
 from .ports import free_ports
 from .test_triton import _model_config
-
-
-@pytest.fixture(scope="module")
-def inpainting_engine(tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("ens")
-    torch.save(create_model("unet_128", ngf=8).state_dict(), root / "g.pt")
-    export_checkpoint(root / "g.pt", root / "engine", parity_samples=1, precision="fp32", cpu_engine="onnxruntime",
-                      int8="off")
-    return root / "engine"
 
 
 def _phase_items(n, h=64, w=96):
