@@ -51,42 +51,38 @@ def upload(arr: np.ndarray, stream) -> Any:
     return cuda.to_device(np.ascontiguousarray(arr), stream=stream)
 
 
-def download(arr: Any, stream) -> np.ndarray:
-    """A device array (numba, CuPy, torch) copied to the host after the work queued on ``stream``."""
-    from numba import cuda
-
-    if not hasattr(arr, "copy_to_host"):
-        arr = cuda.as_cuda_array(arr)
-    host = arr.copy_to_host(stream=stream)
-    stream.synchronize()
-    return host
-
-
 class Staging:
     """Device buffers, and pinned host buffers beside them, reused batch after batch: one set per (name, shape,
     dtype) for a runner. ``upload`` and ``download`` are asynchronous on the stream; a batch ends with
-    ``stream.synchronize()`` (``finish``) before its host buffers are read or refilled."""
+    ``stream.synchronize()`` (``finish``) before its host buffers are read or refilled. At most ``keep`` buffers of
+    each kind stay (the least recently used go first): inputs of many sizes must not pin host memory without end."""
 
-    def __init__(self):
+    def __init__(self, keep: int = 32):
+        self.keep = keep
         self._device: dict[tuple, Any] = {}
         self._host: dict[tuple, np.ndarray] = {}
         self._constants: dict[str, Any] = {}
 
+    def _cached(self, cache: dict, key: tuple, make) -> Any:
+        if key in cache:
+            cache[key] = cache.pop(key)  # most recently used last
+            return cache[key]
+        while len(cache) >= self.keep:
+            cache.pop(next(iter(cache)))  # one batch at a time (the runner's lock): the oldest is not in use
+        cache[key] = make()
+        return cache[key]
+
     def device(self, name: str, shape: tuple, dtype, stream) -> Any:
         from numba import cuda
 
-        key = (name, tuple(shape), np.dtype(dtype).str)
-        if key not in self._device:
-            self._device[key] = cuda.device_array(tuple(shape), dtype, stream=stream)
-        return self._device[key]
+        return self._cached(self._device, (name, tuple(shape), np.dtype(dtype).str),
+                            lambda: cuda.device_array(tuple(shape), dtype, stream=stream))
 
     def _pinned(self, name: str, shape: tuple, dtype) -> np.ndarray:
         from numba import cuda
 
-        key = (name, tuple(shape), np.dtype(dtype).str)
-        if key not in self._host:
-            self._host[key] = cuda.pinned_array(tuple(shape), dtype)
-        return self._host[key]
+        return self._cached(self._host, (name, tuple(shape), np.dtype(dtype).str),
+                            lambda: cuda.pinned_array(tuple(shape), dtype))
 
     def upload(self, name: str, items: list[np.ndarray], dtype, stream) -> Any:
         """The items stacked into ``name``'s pinned buffer, copied to its device buffer (B x item shape)."""

@@ -163,3 +163,17 @@ def test_concurrent_predictors_on_one_device_engine(tiny_engines):
         for want, got in zip(expected[k::3], part):
             for suffix in want:
                 assert np.array_equal(want[suffix], got[suffix]), suffix
+
+
+def test_staging_keeps_a_bounded_number_of_buffers():
+    """Inputs of many sizes: the least recently used buffers go, the ones in use stay."""
+    from regenrt.runtime.device import Staging
+
+    stage, stream = Staging(keep=4), cuda.stream()
+    first = stage.upload("picture", [np.zeros((2, 3), np.uint8)], np.uint8, stream)
+    for size in range(3, 9):
+        stage.upload("picture", [np.full((size, 3), size, np.uint8)], np.uint8, stream)
+        assert stage.device("picture", (1, 2, 3), np.uint8, stream) is not None  # used again: kept (most recent)
+    assert len(stage._device) == 4 and len(stage._host) <= 4
+    assert stage.device("picture", (1, 2, 3), np.uint8, stream) is first
+    assert ("picture", (1, 3, 3), np.dtype(np.uint8).str) not in stage._device  # the oldest unused went
