@@ -120,10 +120,11 @@ _ATTACH = threading.Lock()
 
 
 def staging(runner) -> tuple[Staging, threading.Lock]:
-    """The runner's staging buffers and the lock that gives one batch at a time the runner's buffers."""
+    """The runner's staging buffers and the lock that gives one batch at a time the runner's buffers: the runner's
+    own lock where it has one (its host ``infer`` takes it too), so the two paths never interleave."""
     with _ATTACH:
         if not hasattr(runner, "_regenrt_staging"):
-            runner._regenrt_staging = (Staging(), threading.Lock())
+            runner._regenrt_staging = (Staging(), getattr(runner, "_lock", None) or threading.Lock())
         return runner._regenrt_staging
 
 

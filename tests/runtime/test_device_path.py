@@ -177,3 +177,17 @@ def test_staging_keeps_a_bounded_number_of_buffers():
     assert len(stage._device) == 4 and len(stage._host) <= 4
     assert stage.device("picture", (1, 2, 3), np.uint8, stream) is first
     assert ("picture", (1, 3, 3), np.dtype(np.uint8).str) not in stage._device  # the oldest unused went
+
+
+def test_the_device_path_takes_the_runners_own_lock(tiny_engines):
+    """The torch and TensorRT runners guard their buffers with ``_lock`` in their host ``infer``: the device path
+    must take that same lock, or an ``engine.infer`` and a pipeline batch could interleave on one buffer."""
+    import threading
+
+    from regenrt.runtime.device import staging
+
+    gpu = _on_simulated_gpu(tiny_engines["segmentation"])
+    gpu.runner._lock = threading.Lock()
+    assert staging(gpu.runner)[1] is gpu.runner._lock
+    other = _on_simulated_gpu(tiny_engines["segmentation"])  # a runner without one gets its own
+    assert staging(other.runner)[1] is not gpu.runner._lock
