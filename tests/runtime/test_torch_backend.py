@@ -71,3 +71,18 @@ def test_channels_last_option_gives_the_same_outputs_in_contiguous_buffers(tmp_p
     assert inp.is_contiguous() and out.is_contiguous()
     with torch.no_grad():
         assert np.abs(model(torch.from_numpy(x)).numpy() - y).max() <= 1e-5
+
+
+def test_buffers_are_kept_for_a_bounded_number_of_shapes(tmp_path, monkeypatch):
+    """Inputs of many sizes: the least recently used shapes' buffers (and graphs) go; results stay right."""
+    from regenrt.runtime.backends import pytorch
+
+    monkeypatch.setattr(pytorch, "MAX_SHAPES", 3)
+    model, path = _artefact(tmp_path)
+    runner = TorchRunner(path, "cpu", buffered=True)
+    xs = {n: np.random.default_rng(n).uniform(-1, 1, (n, 3, 128, 128)).astype(np.float32) for n in (1, 2, 3, 4)}
+    for n in (1, 2, 3, 1, 4):  # 1 used again before 4 arrives: 2 is the oldest and goes
+        y = runner.infer(xs[n])
+        with torch.no_grad():
+            assert np.abs(model(torch.from_numpy(xs[n])).numpy() - y).max() <= 1e-5
+    assert [s[0] for s in runner._slots] == [3, 1, 4]
