@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RegenrtError
+from .lru import cached
 
 
 def on_device(engine) -> bool:
@@ -63,26 +64,17 @@ class Staging:
         self._host: dict[tuple, np.ndarray] = {}
         self._constants: dict[str, Any] = {}
 
-    def _cached(self, cache: dict, key: tuple, make) -> Any:
-        if key in cache:
-            cache[key] = cache.pop(key)  # most recently used last
-            return cache[key]
-        while len(cache) >= self.keep:
-            cache.pop(next(iter(cache)))  # one batch at a time (the runner's lock): the oldest is not in use
-        cache[key] = make()
-        return cache[key]
-
     def device(self, name: str, shape: tuple, dtype, stream) -> Any:
         from numba import cuda
 
-        return self._cached(self._device, (name, tuple(shape), np.dtype(dtype).str),
-                            lambda: cuda.device_array(tuple(shape), dtype, stream=stream))
+        return cached(self._device, (name, tuple(shape), np.dtype(dtype).str),
+                      lambda: cuda.device_array(tuple(shape), dtype, stream=stream), self.keep)
 
     def _pinned(self, name: str, shape: tuple, dtype) -> np.ndarray:
         from numba import cuda
 
-        return self._cached(self._host, (name, tuple(shape), np.dtype(dtype).str),
-                            lambda: cuda.pinned_array(tuple(shape), dtype))
+        return cached(self._host, (name, tuple(shape), np.dtype(dtype).str),
+                      lambda: cuda.pinned_array(tuple(shape), dtype), self.keep)
 
     def upload(self, name: str, items: list[np.ndarray], dtype, stream) -> Any:
         """The items stacked into ``name``'s pinned buffer, copied to its device buffer (B x item shape)."""

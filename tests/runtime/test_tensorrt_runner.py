@@ -212,3 +212,17 @@ def test_every_operation_on_the_runner_stream_and_a_context_per_shape(runner_wor
     if graphs:
         check = [e for e in world.log if e["op"] == "enqueue" and e["context"] not in (id(ca), id(cb))]
         assert check, "the replay check's eager run uses a context of its own"
+
+
+def test_contexts_are_kept_for_a_bounded_number_of_shapes(runner_world, monkeypatch):
+    """Inputs of many sizes: the least recently used shapes' contexts, buffers and graphs go."""
+    from regenrt.runtime import lru
+
+    monkeypatch.setattr(lru, "MAX_SHAPES", 2)
+    world, make = runner_world
+    runner = make(True)
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 1, 3):  # 1 used again before 3 arrives: 2 is the oldest and goes
+        x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+        assert np.allclose(runner.infer(x), 2 * x)
+    assert [s[0] for s in runner._slots] == [1, 3]

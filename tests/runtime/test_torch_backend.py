@@ -75,9 +75,9 @@ def test_channels_last_option_gives_the_same_outputs_in_contiguous_buffers(tmp_p
 
 def test_buffers_are_kept_for_a_bounded_number_of_shapes(tmp_path, monkeypatch):
     """Inputs of many sizes: the least recently used shapes' buffers (and graphs) go; results stay right."""
-    from regenrt.runtime.backends import pytorch
+    from regenrt.runtime import lru
 
-    monkeypatch.setattr(pytorch, "MAX_SHAPES", 3)
+    monkeypatch.setattr(lru, "MAX_SHAPES", 3)
     model, path = _artefact(tmp_path)
     runner = TorchRunner(path, "cpu", buffered=True)
     xs = {n: np.random.default_rng(n).uniform(-1, 1, (n, 3, 128, 128)).astype(np.float32) for n in (1, 2, 3, 4)}

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import RegenrtError
+from .. import lru
 
 FORMAT = "regenrt-torch/1"
-MAX_SHAPES = 16  # input shapes whose buffers (and CUDA graph) a runner keeps
 WARMUP = 3  # eager iterations on the capture stream before a CUDA graph is recorded (cuDNN autotuning, allocator)
 
 
@@ -117,16 +117,10 @@ class TorchRunner:
     # -- device interface (CUDA) ------------------------------------------------------------------------------
     def buffers(self, shape: tuple) -> tuple:
         """(input, output) CUDA tensors for ``shape``, allocated (and the graph captured) on first use. At most
-        ``MAX_SHAPES`` shapes keep theirs (the least recently used go): inputs of many sizes must not fill the GPU.
-        Callers hold ``_lock`` (``infer`` and the runtime's device path do)."""
+        ``lru.MAX_SHAPES`` shapes keep theirs (the least recently used go): inputs of many sizes must not fill the
+        GPU. Callers hold ``_lock`` (``infer`` and the runtime's device path do)."""
         shape = tuple(int(d) for d in shape)
-        if shape in self._slots:
-            self._slots[shape] = self._slots.pop(shape)  # most recently used last
-        else:
-            while len(self._slots) >= MAX_SHAPES:
-                self._slots.pop(next(iter(self._slots)))  # its buffers and graph are freed with it
-            self._slots[shape] = self._allocate(shape)
-        inp, out, _ = self._slots[shape]
+        inp, out, _ = lru.cached(self._slots, shape, lambda: self._allocate(shape), lru.MAX_SHAPES)
         return inp, out
 
     def _on_stream(self):

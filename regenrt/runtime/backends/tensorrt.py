@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import RegenrtError
+from .. import lru
 from ...export.tensorrt import check_fingerprint, current_environment, import_tensorrt
 
 
@@ -63,21 +64,24 @@ class TensorRTRunner:
         return context
 
     def buffers(self, shape: tuple) -> tuple:
+        """(input, output) for ``shape`` with its execution context (and graph), made on first use; the
+        ``lru.MAX_SHAPES`` most recently used shapes keep theirs. Callers hold ``_lock``."""
         shape = tuple(int(d) for d in shape)
-        if shape not in self._slots:
-            torch = self.torch
-            probe = self._context(shape, None, None)
-            out_shape = tuple(probe.get_tensor_shape(self.output_name))
-            with torch.cuda.stream(self.torch_stream):  # zeroed on the stream the pre-kernels write on
-                inp = torch.zeros(shape, dtype=torch.float32, device="cuda")
-                out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
-            del probe
-            context = self._context(shape, inp, out)
-            graph = self._capture(shape, context, inp, out) if self.cuda_graphs else None
-            self.torch_stream.synchronize()
-            self._slots[shape] = (context, inp, out, graph)
-        _, inp, out, _ = self._slots[shape]
+        _, inp, out, _ = lru.cached(self._slots, shape, lambda: self._allocate(shape), lru.MAX_SHAPES)
         return inp, out
+
+    def _allocate(self, shape: tuple) -> tuple:
+        torch = self.torch
+        probe = self._context(shape, None, None)
+        out_shape = tuple(probe.get_tensor_shape(self.output_name))
+        with torch.cuda.stream(self.torch_stream):  # zeroed on the stream the pre-kernels write on
+            inp = torch.zeros(shape, dtype=torch.float32, device="cuda")
+            out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
+        del probe
+        context = self._context(shape, inp, out)
+        graph = self._capture(shape, context, inp, out) if self.cuda_graphs else None
+        self.torch_stream.synchronize()
+        return context, inp, out, graph
 
     def _enqueue(self, context, shape: tuple) -> None:
         if not context.execute_async_v3(self.torch_stream.cuda_stream):
