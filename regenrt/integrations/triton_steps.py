@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InferenceError, InputError, RegenrtError
+from .pytriton import signature, tensor_name  # (pytriton itself is imported only by serve())
 
 STEP_FILE = "regenrt.json"
 # the RunOptions a served model can carry (the rest are run-infer's file handling)
@@ -70,7 +71,6 @@ class Step:
     def __init__(self, spec: StepSpec):
         from ..runtime.engine import Engine
         from ..tasks.runtime import get_runtime
-        from .pytriton import signature
 
         if spec.kind not in ("pre", "post"):
             raise RegenrtError(f"a regenrt Triton step is 'pre' or 'post', not {spec.kind!r}.")
@@ -127,8 +127,6 @@ class Step:
             if not np.isfinite(out).all():
                 raise InferenceError(f"item {i}: the engine's output holds NaN/Inf values.")
             results.append(self.runtime.finish(p, out, self.options))
-        from .pytriton import tensor_name
-
         return {tensor_name(suffix): np.stack([r[suffix] for r in results]) for suffix in results[0]}
 
     def _prepare(self, item: dict[str, np.ndarray], index: int, model_input: bool):

@@ -74,7 +74,7 @@ def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptio
     # The float maps are needed on the host anyway (the PNG quantization and --save-npy): one copy of the batch.
     host = stage.download("output", output, stream)
     stage.finish(stream)
-    return [_finish(p, host[i].copy(), options) for i, p in enumerate(batch)]
+    return [_finish(p, host[i], options) for i, p in enumerate(batch)]  # _finish makes new arrays of it
 
 
 CLIP_WARN_SHARE = 0.01  # a picture with more of its pixels outside --output-range than this is reported

@@ -66,7 +66,8 @@ def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptio
                                         stream=stream)
     host_labels, host_colours = stage.download("labels", labels, stream), stage.download("colours", colours, stream)
     stage.finish(stream)
-    return [_overlaid(p.context["picture"], host_labels[i].copy(), host_colours[i].copy()) for i, p in enumerate(batch)]
+    # the labels leave as they are (a copy: the pinned buffer is refilled next batch); the overlay is a new array
+    return [_overlaid(p.context["picture"], host_labels[i].copy(), host_colours[i]) for i, p in enumerate(batch)]
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
