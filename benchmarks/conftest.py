@@ -27,7 +27,24 @@ def _cpu_facts() -> dict:
                 break
     except OSError:
         pass
+    import os
+
+    for cap in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):  # an ISA cap reproduces a smaller CPU: say so
+        if os.environ.get(cap):
+            facts.setdefault("isa_caps", {})[cap] = os.environ[cap]
     return facts
+
+
+def _runs_bf16() -> bool:
+    """Whether OpenVINO executes bf16 here (read from a compiled probe: an ISA cap hides the CPU's BF16)."""
+    try:
+        from regenrt.runtime.backends.openvino import executes_bf16
+    except ImportError:
+        return False
+    try:
+        return executes_bf16()
+    except Exception:  # noqa: BLE001 - no OpenVINO: the goals are the AVX2 ones
+        return False
 
 
 def _versions() -> dict:
@@ -83,8 +100,9 @@ def machine_peak(request) -> dict:
 
     if request.config.option.benchmark_disable:
         return {}
-    flags = set(_cpu_facts().get("cpu_flags", []))
-    kinds = [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if flags & {"avx512_bf16", "amx_bf16"} else [])
+    flags = set(_cpu_facts().get("cpu_flags", []))  # and not capped below BF16 (oneDNN serves torch's bf16 too)
+    native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"}) and _runs_bf16()
+    kinds = [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if native_bf16 else [])
     peak = {}
     for name, dtype in kinds:
         a = torch.randn(2048, 2048, dtype=dtype)
@@ -146,7 +164,7 @@ def _pct(value) -> str:
 
 
 def goal_lines(models) -> list[str]:
-    bf16 = bool(set(_cpu_facts().get("cpu_flags", [])) & {"avx512_bf16", "amx_bf16"})
+    bf16 = _runs_bf16()
     by_group: dict = {}
     for b in models:
         by_group.setdefault(b.group, {})[b.extra_info["backend"]] = b
@@ -173,8 +191,10 @@ def goal_lines(models) -> list[str]:
 
 def summary_lines(benchmarks) -> list[str]:
     facts, versions = _cpu_facts(), _versions()
-    lines = [f"Machine: {facts.get('cpu', '?')}, {facts.get('cores')} cores, flags {' '.join(facts.get('cpu_flags', []))}; "
-             f"GPU: {_gpu()}; {datetime.date.today().isoformat()}",
+    caps = "".join(f"; {k}={v}" for k, v in facts.get("isa_caps", {}).items())
+    lines = [f"Machine: {facts.get('cpu', '?')}, {facts.get('cores')} cores, flags {' '.join(facts.get('cpu_flags', []))}"
+             f"{caps}; OpenVINO executes bf16: {'yes' if _runs_bf16() else 'no'}; GPU: {_gpu()}; "
+             f"{datetime.date.today().isoformat()}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
     if _PEAK:
         lines.append("Measured matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in _PEAK.items()))

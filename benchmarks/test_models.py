@@ -100,10 +100,15 @@ def _runner(backend, key, model, exported):
 
 def _openvino_default(onnx_path):
     """What a user who calls OpenVINO directly gets: ``compile_model("model.onnx", "CPU", LATENCY)`` (bf16 where
-    the CPU has it, f32 elsewhere); its precision is read back from the compiled model."""
+    the CPU has it, f32 elsewhere); its precision is read back from the compiled model. Under an ISA cap below
+    BF16 (``ONEDNN_MAX_CPU_ISA=AVX2``) OpenVINO's default still picks bf16 from the CPU's flags and fails to
+    compile; there the f32 hint is what the default is on a CPU without BF16."""
     import openvino
 
-    compiled = openvino.Core().compile_model(str(onnx_path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    from regenrt.runtime.backends.openvino import executes_bf16
+
+    config = {"PERFORMANCE_HINT": "LATENCY"} | ({} if executes_bf16() else {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = openvino.Core().compile_model(str(onnx_path), "CPU", config)
     request = compiled.create_infer_request()
     hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
     precision = "bf16" if "bf" in hint.lower() else "fp32"
