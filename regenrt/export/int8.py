@@ -56,18 +56,21 @@ def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...], varian
     fast bias correction), layers named in ``ignored`` left unquantized; regenrt metadata in its rt_info."""
     import openvino as ov
 
-    from ..runtime.backends.openvino import RT_INFO_KEY
+    from ..runtime.backends.openvino import RT_INFO_KEY, int8_saturates
 
     nncf = import_nncf()
     model = ov.Core().read_model(str(source))
     items = [ctx.calibration[i:i + 1] for i in range(len(ctx.calibration))]
     scope = nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None
+    # where INT8 saturates (no VNNI), every layer gets 7-bit weights (NNCF's overflow fix), not only the first
+    fix = "enable" if int8_saturates() else "first_layer_only"  # NNCF's OverflowFix values; its default: the latter
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(fix))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bar on stdout
         quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), fast_bias_correction=True,
-                                  ignored_scope=scope)
+                                  ignored_scope=scope, advanced_parameters=advanced)
     kept = sorted(ignored)
     meta = ctx.derived("int8", int8={"tool": f"nncf {nncf.__version__}", "calibration_items": len(items),
-                                     "kept_unquantized": kept, "unquantized_run_in": "fp32"},
+                                     "kept_unquantized": kept, "unquantized_run_in": "fp32", "overflow_fix": fix},
                        graph_passes=[variant] if variant != "export" else [])
     import json
 

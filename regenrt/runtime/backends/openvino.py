@@ -82,6 +82,34 @@ def cpu_has_int8() -> bool:
     return "INT8" in import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+@functools.lru_cache(maxsize=1)
+def int8_saturates() -> bool:
+    """Whether this CPU's INT8 convolutions saturate u8 x s8 products, measured on a compiled probe.
+
+    Without VNNI (AVX2-only CPUs, AVX-512 without VNNI) oneDNN sums pairs of u8 x s8 products in int16
+    (``vpmaddubsw``), which saturates at 32767: 8 inputs of 255 against weights of 127 give 4 x 32767 instead of
+    8 x 255 x 127. NNCF's default guards only the first layer against it; a model quantized that way and verified
+    on a CPU with VNNI drifts on one without (DeepLabV3+ R50 phase model: 38.8 -> 24.7 dB). See
+    :func:`regenrt.export.int8.quantize`, which quantizes with 7-bit weights where this is True.
+    """
+    ov = import_openvino()
+    if not cpu_has_int8():
+        return False
+    ops = ov.opset13
+
+    def quantized(node, high, levels):
+        low_high = [ops.constant(np.array(v, np.float32)) for v in (-high if levels == 255 else 0.0, high)]
+        return ops.fake_quantize(node, *low_high, *low_high, levels)
+
+    x = ops.parameter([1, 8, 4, 4], np.float32)
+    weight = ops.constant(np.full((16, 8, 1, 1), 127.0, np.float32))
+    conv = ops.convolution(quantized(x, 255.0, 256), quantized(weight, 127.0, 255), [1, 1], [0, 0], [0, 0], [1, 1])
+    compiled = ov.Core().compile_model(ov.Model([conv], [x], "regenrt_int8_probe"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    y = compiled.create_infer_request().infer({0: np.full((1, 8, 4, 4), 255.0, np.float32)})[compiled.outputs[0]]
+    return float(np.min(y)) < 8 * 255 * 127 - 0.5
+
+
 def convert(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata: dict) -> Path:
     """FP32 ONNX -> OpenVINO IR with FP32 weights and ``metadata`` in its rt_info; returns the .xml path."""
     ov = import_openvino()
@@ -148,6 +176,12 @@ class OpenVinoRunner:
         if "bf16" in (precision, rest) and "bf16" not in cpu_precisions():
             raise RegenrtError(f"{self.path.name} was verified with BF16 inference, which this CPU does not have; "
                                "re-export it here with export-engine (it picks what this CPU runs best).")
+        if precision == "int8" and self.metadata.get("int8", {}).get("overflow_fix") == "first_layer_only" \
+                and int8_saturates():
+            raise RegenrtError(f"{self.path.name} was quantized and verified on a CPU whose INT8 kernels do not "
+                               "saturate (VNNI); this CPU's do (no VNNI), and the engine would drift from what the "
+                               "parity gate verified. Re-export it here with export-engine (it quantizes with 7-bit "
+                               "weights where INT8 saturates).")
         if mode not in MODES:
             raise RegenrtError(f"OpenVINO mode must be one of {sorted(MODES)}, got {mode!r}.")
         self.precision, self.mode, self.hint = precision, mode, PRECISIONS[rest or precision]
