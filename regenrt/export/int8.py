@@ -3,7 +3,8 @@
 costing the most accuracy unquantized (they run in FP32).
 
 Which layers, measured on the quantized IR itself: for every convolution whose input is quantized, the IR is run
-once with that one input left unquantized (its FakeQuantize bypassed); the layers whose bypass brings the output
+once with that one layer as the ignored scope leaves it (its input's FakeQuantize bypassed, its FP32 weights back in
+place of the quantized ones); the layers whose bypass brings the output
 closest to the FP32 graph's cost the most (leave-one-out sensitivity -- a layer's local noise is a poor guide: in
 a residual network a noisy branch can matter less than a quiet one). The ranking is then walked with cumulative
 bypasses (1, 2, 3, 4, 6, 8, ... layers) to *predict* the smallest set that passes the gate; only that set (and, if
@@ -102,13 +103,36 @@ def quantized_layers(model) -> list[str]:
             and op.input_value(0).get_node().get_type_name() == "FakeQuantize"]
 
 
-def bypassed(core, int8_xml: Path, names) -> object:
-    """The INT8 IR with the data inputs of the layers in ``names`` left unquantized (FakeQuantize bypassed)."""
-    model = core.read_model(str(int8_xml))
-    names = set(names)
+def fp32_weights(model) -> dict[str, np.ndarray]:
+    """The FP32 weights of every convolution/matmul of ``model`` (the graph before quantization), by friendly name,
+    in the shape the layer takes (through the Reshape/Convert a grouped convolution's weights come by)."""
+    weights = {}
     for op in model.get_ordered_ops():
-        if op.get_friendly_name() in names:
+        if op.get_type_name() not in CONV_TYPES or not op.get_input_partial_shape(1).is_static:
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() in ("Reshape", "Unsqueeze", "Squeeze", "Convert"):
+            node = node.input_value(0).get_node()
+        if node.get_type_name() == "Constant":
+            shape = [int(d) for d in op.get_input_partial_shape(1).get_shape()]
+            weights[op.get_friendly_name()] = node.get_data().astype(np.float32).reshape(shape)
+    return weights
+
+
+def bypassed(core, int8_xml: Path, names, weights: dict[str, np.ndarray] | None = None) -> object:
+    """The INT8 IR with the layers in ``names`` as NNCF's ignored scope leaves them: their data inputs unquantized
+    (FakeQuantize bypassed) and, where ``weights`` (:func:`fp32_weights` of the source) has them, their FP32
+    weights instead of the 8-bit (7-bit where INT8 saturates) ones."""
+    import openvino as ov
+
+    model = core.read_model(str(int8_xml))
+    names, weights = set(names), weights or {}
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        if name in names:
             op.input(0).replace_source_output(op.input_value(0).get_node().input_value(0))
+            if name in weights and tuple(weights[name].shape) == tuple(op.get_input_partial_shape(1).get_shape()):
+                op.input(1).replace_source_output(ov.opset13.constant(weights[name]).output(0))
     return model
 
 
@@ -127,16 +151,18 @@ def sensitivity(fp32_source: Path, int8_xml: Path, x: np.ndarray) -> tuple[list[
     import openvino as ov
 
     core = ov.Core()
-    ref = _run(core, core.read_model(str(fp32_source)), x)
+    source = core.read_model(str(fp32_source))
+    ref, weights = _run(core, source, x), fp32_weights(source)
     names = quantized_layers(core.read_model(str(int8_xml)))
-    without = {name: _nsr(_run(core, bypassed(core, int8_xml, [name]), x), ref) for name in names}
+    without = {name: _nsr(_run(core, bypassed(core, int8_xml, [name], weights), x), ref) for name in names}
     ranking = sorted(names, key=without.get)
     return ranking, {"reference": ref, "int8_nsr": _nsr(_run(core, core.read_model(str(int8_xml)), x), ref),
-                     "nsr_without": without}
+                     "nsr_without": without, "weights": weights}
 
 
 def predict_keep(fp32_source: Path, int8_xml: Path, x: np.ndarray, ranking: list[str],
-                 passes: Callable[[np.ndarray, np.ndarray], bool], ref: np.ndarray) -> list[int]:
+                 passes: Callable[[np.ndarray, np.ndarray], bool], ref: np.ndarray,
+                 weights: dict[str, np.ndarray] | None = None) -> list[int]:
     """The ladder of set sizes to try, starting at the smallest whose cumulative bypass ``passes`` on ``x``
     ([] when even the largest misses: re-quantizing would not help)."""
     import openvino as ov
@@ -144,7 +170,7 @@ def predict_keep(fp32_source: Path, int8_xml: Path, x: np.ndarray, ranking: list
     core = ov.Core()
     sizes = [k for k in LADDER if k < len(ranking)]
     for i, k in enumerate(sizes):
-        if passes(ref, _run(core, bypassed(core, int8_xml, ranking[:k]), x)):
+        if passes(ref, _run(core, bypassed(core, int8_xml, ranking[:k], weights), x)):
             return sizes[i:]
     return []
 
@@ -164,7 +190,8 @@ def repair(ctx, candidate, path: Path, rows: list[dict]) -> Path | None:
             return judge(compare(ref, y), "int8", ctx.metric, ctx.tolerances)[2] > PREDICT_MARGIN
 
         state["ranking"] = ranking
-        state["ladder"] = predict_keep(source, path, x, ranking, passes, info["reference"])[:MAX_REPAIRS]
+        state["ladder"] = predict_keep(source, path, x, ranking, passes, info["reference"],
+                                       info["weights"])[:MAX_REPAIRS]
         if ctx.log and not state["ladder"]:
             ctx.log(f"      INT8 refused by the gate; keeping up to {max(k for k in LADDER if k < len(ranking)) if ranking else 0}"
                     " layers in FP32 is predicted to miss it too: no mixed-precision try")
