@@ -133,9 +133,11 @@ def test_int8_quantized_for_the_cpu_and_a_vnni_ir_refused_where_int8_saturates(t
 
     from regenrt.runtime.backends.openvino import RT_INFO_KEY, read_metadata
 
-    for fix in ("first_layer_only", "enable"):  # the same IR labelled as each machine would have written it
-        meta = read_metadata(tmp_path / "capped.xml")
+    for fix in ("first_layer_only", "enable", None):  # the same IR labelled as each machine would have written it
+        meta = read_metadata(tmp_path / "capped.xml")  # (None: written before regenrt recorded it, NNCF's default)
         meta["int8"]["overflow_fix"] = fix
+        if fix is None:
+            del meta["int8"]["overflow_fix"]
         model = ov.Core().read_model(str(tmp_path / "capped.xml"))
         model.set_rt_info(json.dumps(meta), [RT_INFO_KEY])
         ov.save_model(model, str(tmp_path / f"{fix}.xml"), compress_to_fp16=False)

@@ -176,12 +176,14 @@ class OpenVinoRunner:
         if "bf16" in (precision, rest) and "bf16" not in cpu_precisions():
             raise RegenrtError(f"{self.path.name} was verified with BF16 inference, which this CPU does not have; "
                                "re-export it here with export-engine (it picks what this CPU runs best).")
-        if precision == "int8" and self.metadata.get("int8", {}).get("overflow_fix") == "first_layer_only" \
-                and int8_saturates():
-            raise RegenrtError(f"{self.path.name} was quantized and verified on a CPU whose INT8 kernels do not "
-                               "saturate (VNNI); this CPU's do (no VNNI), and the engine would drift from what the "
-                               "parity gate verified. Re-export it here with export-engine (it quantizes with 7-bit "
-                               "weights where INT8 saturates).")
+        # IRs written before regenrt recorded it were all quantized with NNCF's default, the first layer only
+        if precision == "int8" and self.metadata.get("int8", {}).get("overflow_fix", "first_layer_only") == \
+                "first_layer_only" and int8_saturates():
+            raise RegenrtError(f"{self.path.name} was quantized with only its first layer guarded against INT8 "
+                               "saturation (NNCF's default: what regenrt writes on CPUs with VNNI, and wrote everywhere "
+                               "before it recorded this); this CPU's INT8 kernels saturate (no VNNI), so the engine "
+                               "can drift from what its parity gate verified. Re-export it here with export-engine "
+                               "(it quantizes with 7-bit weights where INT8 saturates).")
         if mode not in MODES:
             raise RegenrtError(f"OpenVINO mode must be one of {sorted(MODES)}, got {mode!r}.")
         self.precision, self.mode, self.hint = precision, mode, PRECISIONS[rest or precision]
