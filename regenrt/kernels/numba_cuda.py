@@ -120,6 +120,41 @@ def phase_normalize(phase, out, index, *, scale="pm1", fftshift=False, mean=None
                                          0.0 if mean is None else float(mean), 1.0 if std is None else 1.0 / float(std))
 
 
+# per-pixel math, one device function each, shared by the per-item kernels and the batched ones below
+@cuda.jit(device=True)
+def _holes_value(value, hole, fill):
+    return fill if hole else np.float32(value) / np.float32(127.5) - np.float32(1.0)
+
+
+@cuda.jit(device=True)
+def _rgb_value(value, mean, std):
+    return (np.float32(value) / np.float32(255.0) - mean) / std
+
+
+@cuda.jit(device=True)
+def _composited(g, known, a, pm1, blend):
+    """A hole pixel: the generated value ``g`` in 0..255 (rounded half to even, as np.rint), blended with the
+    known value by ``a`` when ``blend``."""
+    s = (g + np.float32(1.0)) * np.float32(127.5) if pm1 else g * np.float32(255.0)
+    s = min(max(s, np.float32(0.0)), np.float32(255.0))
+    gen = np.float32(round(s))
+    if blend:
+        gen = np.float32(round(a * gen + (np.float32(1.0) - a) * np.float32(known)))
+    return np.uint8(gen)
+
+
+@cuda.jit(device=True)
+def _argmax(logits, y, x):
+    """The class at (y, x) of CxHxW logits; one channel: 1 where the logit is positive."""
+    if logits.shape[0] == 1:
+        return 1 if logits[0, y, x] > 0 else 0
+    best, top = 0, logits[0, y, x]
+    for c in range(1, logits.shape[0]):
+        if logits[c, y, x] > top:
+            best, top = c, logits[c, y, x]
+    return best
+
+
 @cuda.jit
 def _holes_kernel(picture, mask, out, index, fill):
     y, x = cuda.grid(2)
@@ -127,7 +162,7 @@ def _holes_kernel(picture, mask, out, index, fill):
         return
     hole = mask[y, x] != 0
     for c in range(picture.shape[2]):
-        out[index, c, y, x] = fill if hole else np.float32(picture[y, x, c]) / np.float32(127.5) - np.float32(1.0)
+        out[index, c, y, x] = _holes_value(picture[y, x, c], hole, fill)
 
 
 def holes_fill(picture, mask, out, index, fill=0.0, stream=None) -> None:
@@ -146,7 +181,7 @@ def _rgb_kernel(picture, mean, std, out, index):
         return
     for c in range(out.shape[1]):
         k = c % 3  # channels repeated cyclically to the engine's C, as the reference's np.resize
-        out[index, c, y, x] = (np.float32(picture[y, x, k]) / np.float32(255.0) - mean[k]) / std[k]
+        out[index, c, y, x] = _rgb_value(picture[y, x, k], mean[k], std[k])
 
 
 def rgb_normalize(picture, mean, std, out, index, stream=None) -> None:
@@ -169,15 +204,9 @@ def _composite_kernel(generated, picture, mask, alpha, pm1, blend, result):
     for c in range(picture.shape[2]):
         if mask[y, x] == 0:
             result[y, x, c] = picture[y, x, c]
-            continue
-        g = np.float32(generated[c, y, x])
-        s = (g + np.float32(1.0)) * np.float32(127.5) if pm1 else g * np.float32(255.0)
-        s = min(max(s, np.float32(0.0)), np.float32(255.0))
-        gen = np.float32(round(s))  # round() is half to even, as np.rint
-        if blend:
-            a = alpha[y, x]
-            gen = np.float32(round(a * gen + (np.float32(1.0) - a) * np.float32(picture[y, x, c])))
-        result[y, x, c] = np.uint8(gen)
+        else:
+            result[y, x, c] = _composited(np.float32(generated[c, y, x]), picture[y, x, c],
+                                          alpha[y, x] if blend else np.float32(0.0), pm1, blend)
 
 
 def composite(generated, picture, mask, result, *, alpha=None, value_range="pm1", stream=None) -> None:
@@ -204,14 +233,7 @@ def _argmax_kernel(logits, palette, labels, colours):
     y, x = cuda.grid(2)
     if y >= logits.shape[1] or x >= logits.shape[2]:
         return
-    best = 0
-    if logits.shape[0] == 1:
-        best = 1 if logits[0, y, x] > 0 else 0
-    else:
-        top = logits[0, y, x]
-        for c in range(1, logits.shape[0]):
-            if logits[c, y, x] > top:
-                best, top = c, logits[c, y, x]
+    best = _argmax(logits, y, x)
     labels[y, x] = best
     for k in range(3):
         colours[y, x, k] = palette[best, k]
@@ -273,7 +295,7 @@ def _holes_batch_kernel(pictures, masks, out, fill):
         return
     hole = masks[b, y, x] != 0
     for c in range(pictures.shape[3]):
-        out[b, c, y, x] = fill if hole else np.float32(pictures[b, y, x, c]) / np.float32(127.5) - np.float32(1.0)
+        out[b, c, y, x] = _holes_value(pictures[b, y, x, c], hole, fill)
 
 
 def holes_fill_batch(pictures, masks, out, fill=0.0, stream=None) -> None:
@@ -295,7 +317,7 @@ def _rgb_batch_kernel(pictures, mean, std, out):
         return
     for c in range(out.shape[1]):
         k = c % 3
-        out[b, c, y, x] = (np.float32(pictures[b, y, x, k]) / np.float32(255.0) - mean[k]) / std[k]
+        out[b, c, y, x] = _rgb_value(pictures[b, y, x, k], mean[k], std[k])
 
 
 def rgb_normalize_batch(pictures, mean, std, out, stream=None) -> None:
@@ -319,15 +341,9 @@ def _composite_batch_kernel(generated, pictures, masks, alpha, pm1, blend, resul
     for c in range(pictures.shape[3]):
         if masks[b, y, x] == 0:
             results[b, y, x, c] = pictures[b, y, x, c]
-            continue
-        g = np.float32(generated[b, c, y, x])
-        s = (g + np.float32(1.0)) * np.float32(127.5) if pm1 else g * np.float32(255.0)
-        s = min(max(s, np.float32(0.0)), np.float32(255.0))
-        gen = np.float32(round(s))  # round() is half to even, as np.rint
-        if blend:
-            a = alpha[b, y, x]
-            gen = np.float32(round(a * gen + (np.float32(1.0) - a) * np.float32(pictures[b, y, x, c])))
-        results[b, y, x, c] = np.uint8(gen)
+        else:
+            results[b, y, x, c] = _composited(np.float32(generated[b, c, y, x]), pictures[b, y, x, c],
+                                              alpha[b, y, x] if blend else np.float32(0.0), pm1, blend)
 
 
 def composite_batch(generated, pictures, masks, results, *, alpha=None, value_range="pm1", stream=None) -> None:
@@ -357,14 +373,7 @@ def _argmax_batch_kernel(logits, palette, labels, colours):
     b = cuda.blockIdx.z
     if y >= labels.shape[1] or x >= labels.shape[2]:
         return
-    best = 0
-    if logits.shape[1] == 1:
-        best = 1 if logits[b, 0, y, x] > 0 else 0
-    else:
-        top = logits[b, 0, y, x]
-        for c in range(1, logits.shape[1]):
-            if logits[b, c, y, x] > top:
-                best, top = c, logits[b, c, y, x]
+    best = _argmax(logits[b], y, x)
     labels[b, y, x] = best
     for k in range(3):
         colours[b, y, x, k] = palette[best, k]
