@@ -47,11 +47,27 @@ def report() -> list[str]:
         lines.append(f"  torch CUDA: {gpu}")
     except ImportError:
         lines.append("  torch CUDA: unknown (torch missing)")
+    lines.append(f"  CPU: {_cpu_line()}")
     from ..runtime import list_backends
 
     for backend in list_backends():
         lines.append(f"  backend {backend.name} ({', '.join(backend.suffixes)}): devices {backend.devices() or 'none'}")
     return lines
+
+
+def _cpu_line() -> str:
+    """The CPU and what OpenVINO runs on it, read from compiled probes (what export-engine's candidates will use)."""
+    from ..export.selection import cpu_name
+
+    try:
+        from ..runtime.backends.openvino import cpu_has_int8, executes_bf16, int8_saturates
+
+        bf16 = "yes" if executes_bf16() else "no (f32)"
+        int8 = ("no" if not cpu_has_int8() else
+                "yes, saturating without VNNI (7-bit weights)" if int8_saturates() else "yes (VNNI)")
+        return f"{cpu_name()}; OpenVINO runs bf16: {bf16}; INT8: {int8}"
+    except Exception as exc:  # noqa: BLE001 - OpenVINO missing or failing: still report the CPU
+        return f"{cpu_name()}; OpenVINO precisions unknown ({type(exc).__name__})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,6 +84,10 @@ def test_doctor_lists_backends_and_missing_extras():
     assert out.returncode == 0
     assert "onnxruntime" in out.stdout and "backend onnxruntime (.onnx): devices ['cpu']" in out.stdout
     assert "tensorrt" in out.stdout
+    from regenrt.runtime.backends.openvino import executes_bf16, int8_saturates
+
+    cpu = next(line for line in out.stdout.splitlines() if line.strip().startswith("CPU:"))  # the probes' answers
+    assert ("bf16: yes" in cpu) == executes_bf16() and ("saturating" in cpu) == int8_saturates()
 
 
 def test_only_regenrt_errors_leave_the_python_api(deeplab_engine_dir, tmp_path):
