@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InferenceError, InputError, RegenrtError
+from ..errors import InferenceError, InputError, MissingDependencyError, RegenrtError
 from .pytriton import signature, tensor_name  # (pytriton itself is imported only by serve())
 
 STEP_FILE = "regenrt.json"
@@ -53,6 +53,22 @@ def model_dims(metadata: dict[str, Any]) -> tuple[list[int], list[int]]:
     """The engine's input and output dims without the batch axis; named (dynamic) axes become -1."""
     in_dims = [d if isinstance(d, int) else -1 for d in metadata["input"]["shape"][1:]]
     return in_dims, [int(metadata["output"]["channels"]), *in_dims[1:]]
+
+
+def _check_engine_runs_here(metadata: dict[str, Any]) -> None:
+    """On the serving node (the Python backend loads its step there): an INT8 IR quantized for a CPU with VNNI is
+    refused where INT8 saturates, as regenrt's own runner refuses it — Triton's OpenVINO backend would run it and
+    drift. Without OpenVINO in the Python backend's environment there is nothing to probe with."""
+    if metadata.get("precision") != "int8":
+        return
+    try:
+        from ..runtime.backends.openvino import int8_refusal
+
+        refusal = int8_refusal(metadata.get("file", "the engine"), metadata)
+    except MissingDependencyError:  # OpenVINO is not installed beside the Python backend
+        return
+    if refusal:
+        raise RegenrtError(refusal)
 
 
 @dataclass
@@ -94,6 +110,7 @@ class Step:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RegenrtError(f"{path}: not a regenrt step description ({type(exc).__name__}: {exc}); "
                                "rewrite the repository with regenrt-triton.") from None
+        _check_engine_runs_here(spec.metadata)
         return cls(spec)
 
     @property

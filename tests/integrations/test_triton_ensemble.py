@@ -119,6 +119,46 @@ def test_step_errors_name_the_item(inpainting_engine, tmp_path):
         pre({"picture": np.stack([i["picture"] for i in items])})
 
 
+LOAD_UNDER_AVX2_CAP = """
+import json, sys
+from regenrt.errors import RegenrtError
+from regenrt.integrations.triton_steps import Step
+try:
+    Step.load(sys.argv[1])
+    print(json.dumps({"loaded": True}))
+except RegenrtError as exc:
+    print(json.dumps({"loaded": False, "message": str(exc)}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_the_serving_node_refuses_an_int8_ir_that_would_drift_there(inpainting_engine, tmp_path):
+    """The pre step loads on the serving node: an INT8 IR quantized with only its first layer guarded (VNNI
+    machines; every INT8 IR before regenrt recorded it) is refused where INT8 saturates — reproduced with oneDNN
+    capped at AVX2 — as regenrt's runner refuses it; one quantized with 7-bit weights loads."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    write_repository(inpainting_engine, tmp_path / "repo", name="m")
+    step_file = tmp_path / "repo" / "m_pre" / "1" / STEP_FILE
+    record = json.loads(step_file.read_text())
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    for fix in ("first_layer_only", None, "enable"):
+        int8 = {"unquantized_run_in": "fp32", **({"overflow_fix": fix} if fix else {})}
+        edited = tmp_path / f"{fix}.json"
+        edited.write_text(json.dumps({**record, "metadata": {**record["metadata"], "precision": "int8", "int8": int8}}))
+        done = subprocess.run([sys.executable, "-c", LOAD_UNDER_AVX2_CAP, str(edited)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        if fix == "enable":
+            assert answer == {"loaded": True}
+        else:
+            assert not answer["loaded"] and "saturate" in answer["message"] and "Re-export it here" in answer["message"]
+
+
 def test_the_post_step_validates_but_computes_no_model_input(inpainting_engine, tmp_path):
     from dataclasses import replace
 

@@ -110,6 +110,20 @@ def int8_saturates() -> bool:
     return float(np.min(y)) < 8 * 255 * 127 - 0.5
 
 
+def int8_refusal(name: str, metadata: dict) -> str | None:
+    """Why the INT8 IR described by ``metadata`` must not run on this CPU (None when it may): quantized with only
+    its first layer guarded against saturation — NNCF's default, what regenrt writes on CPUs with VNNI, and wrote
+    everywhere before it recorded ``int8.overflow_fix`` — where this CPU's INT8 saturates."""
+    if metadata.get("precision") != "int8":
+        return None
+    if metadata.get("int8", {}).get("overflow_fix", "first_layer_only") != "first_layer_only" or not int8_saturates():
+        return None
+    return (f"{name} was quantized with only its first layer guarded against INT8 saturation (NNCF's default: what "
+            "regenrt writes on CPUs with VNNI, and wrote everywhere before it recorded this); this CPU's INT8 kernels "
+            "saturate (no VNNI), so the engine can drift from what its parity gate verified. Re-export it here with "
+            "export-engine (it quantizes with 7-bit weights where INT8 saturates).")
+
+
 def convert(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata: dict) -> Path:
     """FP32 ONNX -> OpenVINO IR with FP32 weights and ``metadata`` in its rt_info; returns the .xml path."""
     ov = import_openvino()
@@ -176,14 +190,9 @@ class OpenVinoRunner:
         if "bf16" in (precision, rest) and "bf16" not in cpu_precisions():
             raise RegenrtError(f"{self.path.name} was verified with BF16 inference, which this CPU does not have; "
                                "re-export it here with export-engine (it picks what this CPU runs best).")
-        # IRs written before regenrt recorded it were all quantized with NNCF's default, the first layer only
-        if precision == "int8" and self.metadata.get("int8", {}).get("overflow_fix", "first_layer_only") == \
-                "first_layer_only" and int8_saturates():
-            raise RegenrtError(f"{self.path.name} was quantized with only its first layer guarded against INT8 "
-                               "saturation (NNCF's default: what regenrt writes on CPUs with VNNI, and wrote everywhere "
-                               "before it recorded this); this CPU's INT8 kernels saturate (no VNNI), so the engine "
-                               "can drift from what its parity gate verified. Re-export it here with export-engine "
-                               "(it quantizes with 7-bit weights where INT8 saturates).")
+        refusal = int8_refusal(self.path.name, {**self.metadata, "precision": precision})
+        if refusal:
+            raise RegenrtError(refusal)
         if mode not in MODES:
             raise RegenrtError(f"OpenVINO mode must be one of {sorted(MODES)}, got {mode!r}.")
         self.precision, self.mode, self.hint = precision, mode, PRECISIONS[rest or precision]
