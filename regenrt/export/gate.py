@@ -104,7 +104,7 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
             from ..runtime.engine import backend_for
 
             kept = backend_for(repaired).read_metadata(repaired).get("int8", {}).get("kept_unquantized", [])
-            label = f"{len(kept)} layers kept unquantized"
+            label = f"{len(kept)} layer{'s' * (len(kept) != 1)} kept unquantized"
             rows, runner, entry = gate_one(key, repaired, precision_of[kind], cases, references, metric, tol, label)
             entry["kept_unquantized"] = kept
             result.rows += rows

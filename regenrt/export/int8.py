@@ -65,6 +65,11 @@ def quantize(source: Path, xml_path: Path, ctx, ignored: tuple[str, ...], varian
     scope = nncf.IgnoredScope(names=list(ignored), validate=False) if ignored else None
     # where INT8 saturates (no VNNI), every layer gets 7-bit weights (NNCF's overflow fix), not only the first
     fix = "enable" if int8_saturates() else "first_layer_only"  # NNCF's OverflowFix values; its default: the latter
+    log = getattr(ctx, "log", None)
+    if fix == "enable" and log and not ctx.__dict__.get("_said_saturates"):
+        ctx.__dict__["_said_saturates"] = True
+        log("      INT8 saturates on this CPU (no VNNI: u8 x s8 pairs summed in int16): quantizing with 7-bit weights "
+            "(NNCF's overflow fix) in every layer")
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(fix))
     with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bar on stdout
         quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), fast_bias_correction=True,

@@ -46,14 +46,16 @@ SCRIPT = textwrap.dedent("""
     root = Path(sys.argv[1])
     torch.manual_seed(0)
     torch.save(create_model("deeplabv3plus_r18", in_channels=1, classes=1).eval().state_dict(), root / "m.pt")
-    result = export_checkpoint(root / "m.pt", root / "e", parity_samples=1, input_shape="1x1x64x64")
-    print(json.dumps({"precisions": cpu_precisions(), "passed": result.report["passed"]}))
+    lines = []
+    result = export_checkpoint(root / "m.pt", root / "e", parity_samples=1, input_shape="1x1x64x64", log=lines.append)
+    print(json.dumps({"precisions": cpu_precisions(), "passed": result.report["passed"],
+                      "said_7bit": sum("quantizing with 7-bit weights" in line for line in lines)}))
 """)
 
 
 def test_export_under_an_avx2_cap_claims_and_executes_f32(tmp_path):
     facts = _run_capped(SCRIPT, str(tmp_path), tmp_path=tmp_path)
-    assert facts == {"precisions": ["fp32"], "passed": True}
+    assert facts == {"precisions": ["fp32"], "passed": True, "said_7bit": 1}  # said once, in the build step
     report = json.loads((tmp_path / "e" / "parity.json").read_text())
     record = json.loads((tmp_path / "e" / "engine.json").read_text())
     openvino = [c for c in report["candidates"].values() if c["artefact"].endswith(".xml")]
