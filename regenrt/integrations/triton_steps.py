@@ -59,8 +59,6 @@ def _check_engine_runs_here(metadata: dict[str, Any]) -> None:
     """On the serving node (the Python backend loads its step there): an INT8 IR quantized for a CPU with VNNI is
     refused where INT8 saturates, as regenrt's own runner refuses it — Triton's OpenVINO backend would run it and
     drift. Without OpenVINO in the Python backend's environment there is nothing to probe with."""
-    if metadata.get("precision") != "int8":
-        return
     try:
         from ..runtime.backends.openvino import int8_refusal
 

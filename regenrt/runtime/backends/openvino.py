@@ -73,9 +73,21 @@ def executes_bf16() -> bool:
         compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
     except RuntimeError:
         return False
-    return any(info["layerType"].astype(str) == "Convolution" and info["runtimePrecision"].astype(str) == "bf16"
-               for info in (op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops())
-               if "layerType" in info and "runtimePrecision" in info)
+    return any(kind == "Convolution" and precision == "bf16" for _, kind, precision, _ in heavy_layers(compiled))
+
+
+def heavy_layers(compiled) -> list[tuple[str, str, str, list[str]]]:
+    """(name, layer type, runtime precision, original layer names) of every convolution/matmul node of a compiled
+    model's runtime (execution) graph: what it really executes, as the proof and the probes read it."""
+    layers = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else ""
+        if kind not in HEAVY_LAYERS:
+            continue
+        names = info["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in info else []
+        layers.append((op.get_friendly_name(), kind, info["runtimePrecision"].astype(str), names))
+    return layers
 
 
 def cpu_has_int8() -> bool:
@@ -216,15 +228,8 @@ class OpenVinoRunner:
         from ..proof import summarize
 
         macs = _macs_by_name(self.path, self.metadata.get("input", {}).get("example_shape"))
-        layers = []
-        for op in self.compiled.get_runtime_model().get_ordered_ops():
-            info = op.get_rt_info()
-            kind = info["layerType"].astype(str) if "layerType" in info else ""
-            if kind not in HEAVY_LAYERS:
-                continue
-            names = info["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in info else []
-            layers.append((op.get_friendly_name(), kind, info["runtimePrecision"].astype(str),
-                           sum(macs.get(n, 0) for n in names)))
+        layers = [(name, kind, precision, sum(macs.get(n, 0) for n in names))
+                  for name, kind, precision, names in heavy_layers(self.compiled)]
         return summarize(layers, f"OpenVINO {import_openvino().__version__} runtime model, "
                                  f"INFERENCE_PRECISION_HINT={self.hint}")
 
