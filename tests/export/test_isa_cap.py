@@ -75,8 +75,9 @@ def test_probes_read_what_runs_natively_and_under_the_cap(tmp_path):
     from regenrt.runtime.backends.openvino import executes_bf16, int8_saturates
 
     flags = _flags()
-    assert executes_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
-    assert int8_saturates() == (not flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    if not os.environ.get("ONEDNN_MAX_CPU_ISA"):  # the suite itself may run capped (how AVX2 is reproduced here)
+        assert executes_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+        assert int8_saturates() == (not flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     capped = _run_capped("""
         import json
         from regenrt.runtime.backends.openvino import executes_bf16, int8_saturates
