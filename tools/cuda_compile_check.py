@@ -23,7 +23,8 @@ def signatures() -> dict[str, tuple]:
     """Kernel name -> the argument types its launcher passes (the launcher's docstring says which arrays)."""
     from numba import types
 
-    f32, u8, flag, i64, f64 = types.float32, types.uint8, types.boolean, types.int64, types.float64
+    f32, u8, flag, i64, f64, i32 = (types.float32, types.uint8, types.boolean, types.int64, types.float64,
+                                    types.int32)
 
     def a(dtype, ndim):
         return types.Array(dtype, ndim, "A")
@@ -31,15 +32,11 @@ def signatures() -> dict[str, tuple]:
     return {
         "_phase_kernel": (a(f32, 2), a(f32, 4), i64, flag, flag, f64, f64),
         "_planes_kernel": (a(f32, 3), a(f32, 4), i64, flag, flag, f64, f64),
-        "_holes_kernel": (a(u8, 3), a(u8, 2), a(f32, 4), i64, f32),
-        "_rgb_kernel": (a(u8, 3), a(f32, 1), a(f32, 1), a(f32, 4), i64),
-        "_composite_kernel": (a(f32, 3), a(u8, 3), a(u8, 2), a(f32, 2), flag, flag, a(u8, 3)),
-        "_argmax_kernel": (a(f32, 3), a(u8, 2), a(u8, 2), a(u8, 3)),
         "_phase_batch_kernel": (a(f32, 3), a(f32, 4), flag, flag, f64, f64),
-        "_holes_batch_kernel": (a(u8, 4), a(u8, 3), a(f32, 4), f32),
-        "_rgb_batch_kernel": (a(u8, 4), a(f32, 1), a(f32, 1), a(f32, 4)),
-        "_composite_batch_kernel": (a(f32, 4), a(u8, 4), a(u8, 3), a(f32, 3), flag, flag, a(u8, 4)),
-        "_argmax_batch_kernel": (a(f32, 4), a(u8, 2), a(u8, 3), a(u8, 4)),
+        "_holes_batch_kernel": (a(u8, 4), a(u8, 3), a(f32, 4), i64, f32),
+        "_rgb_batch_kernel": (a(u8, 4), a(f32, 1), a(f32, 1), a(f32, 4), i64),
+        "_composite_batch_kernel": (a(f32, 4), a(u8, 4), a(u8, 3), a(f32, 3), flag, flag, a(u8, 4), a(i32, 2), flag),
+        "_argmax_batch_kernel": (a(f32, 4), a(u8, 2), a(u8, 3), a(u8, 4), a(i32, 2), flag),
     }
 
 

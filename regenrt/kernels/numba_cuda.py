@@ -1,18 +1,26 @@
 """numba CUDA kernels: private ``@cuda.jit`` kernels and public launchers.
 
-A launcher validates on the host (shapes, dtypes, that every array lives on the device), computes the grid and
-launches on an explicit stream. Arrays may come from numba, CuPy or torch — anything with
-``__cuda_array_interface__``; host arrays are rejected, never copied behind the caller's back. The math is the
-reference's (:mod:`regenrt.kernels.reference`); CI runs these kernels under ``NUMBA_ENABLE_CUDASIM=1``.
+A launcher validates on the host (shapes, dtypes, channels, that every array lives on the device: device code has no
+bounds checks, so nothing it is given may be smaller than what it indexes), computes the grid and launches on an
+explicit stream. Arrays may come from numba, CuPy or torch — anything with ``__cuda_array_interface__``; host
+arrays are rejected, never copied behind the caller's back. The math is the reference's
+(:mod:`regenrt.kernels.reference`); CI runs these kernels under ``NUMBA_ENABLE_CUDASIM=1``.
+
+Written for the hardware: one thread per pixel, the pixel index running fastest across a warp's threads (``x``
+across ``threadIdx.x``: a warp reads and writes neighbouring bytes), one launch per batch (grid ``y`` = item),
+compiled once and cached on disk (``cache=True``), and no allocation in any launcher, so a launch can be captured in
+a CUDA graph. The post-kernels (compositing, argmax) also report, per item and block, whether the engine's output
+held a NaN/Inf (``bad``: a block-wide vote, written unconditionally, so it needs no zeroing between batches).
 
 Example::
 
     stream = cuda.stream()
-    phase_normalize(d_phase, d_batch, 3, stream=stream)     # writes d_batch[3] on the GPU
+    phase_normalize_batch(d_phases, d_batch, stream=stream)     # writes d_batch[0:B] on the GPU
 """
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -39,7 +47,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     raise MissingDependencyError("CUDA kernels need `pip install regenrt[cuda]` (numba with CUDA support).") from None
 
 PI = math.pi
-BLOCK = (16, 16)
+THREADS = 256  # threads per block: 8 warps, each over 32 neighbouring pixels of one row-major item
 
 
 def _is_device(arr) -> bool:
@@ -50,23 +58,61 @@ def _is_device(arr) -> bool:
     return type(arr).__name__ == "FakeCUDAArray"  # numba's simulator has no __cuda_array_interface__
 
 
-def _device(name: str, arr):
+def _device(name: str, arr, dtypes=None):
     if not _is_device(arr):
         raise InputError(f"{name} must be a device array (numba, CuPy or torch CUDA); got {type(arr).__name__}. "
                          "Copy it to the GPU first: these kernels never move data implicitly.")
     if hasattr(cuda, "as_cuda_array") and not cuda.devicearray.is_cuda_ndarray(arr):
-        return cuda.as_cuda_array(arr)  # CuPy arrays, torch CUDA tensors: a zero-copy view
+        arr = cuda.as_cuda_array(arr)  # CuPy arrays, torch CUDA tensors: a zero-copy view
+    if dtypes is not None and np.dtype(arr.dtype) not in [np.dtype(d) for d in dtypes]:
+        raise InputError(f"{name} must be {' or '.join(np.dtype(d).name for d in dtypes)}; got {np.dtype(arr.dtype)}.")
     return arr
 
 
-def _grid(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    return ((h + BLOCK[0] - 1) // BLOCK[0], (w + BLOCK[1] - 1) // BLOCK[1]), BLOCK
+def blocks(pixels: int) -> int:
+    """Blocks per item for ``pixels`` pixels (the second axis of a post-kernel's ``bad`` array)."""
+    return (pixels + THREADS - 1) // THREADS
+
+
+def _grid(items: int, pixels: int) -> tuple[tuple[int, int], int]:
+    return (blocks(pixels), items), THREADS
 
 
 def _stream(stream):
     return 0 if stream is None else stream  # 0: the default stream
 
 
+_PLACEHOLDERS: dict = {}
+_PLACEHOLDER_LOCK = threading.Lock()
+
+
+def _placeholder(ndim: int, dtype) -> object:
+    """A 1x..x1 device array standing in for an optional argument (no alpha, no ``bad``): made once per CUDA
+    context, never per call (an allocation per call synchronizes the device when numba frees it and cannot be
+    captured in a graph)."""
+    try:
+        context = cuda.current_context().handle.value
+    except Exception:  # noqa: BLE001 - the simulator has no context handle
+        context = 0
+    key = (context, ndim, np.dtype(dtype).str)
+    with _PLACEHOLDER_LOCK:
+        if key not in _PLACEHOLDERS:
+            _PLACEHOLDERS[key] = cuda.device_array((1,) * ndim, dtype)
+        return _PLACEHOLDERS[key]
+
+
+def _bad_array(bad, items: int, pixels: int):
+    """``bad`` validated (items x blocks int32, device), or the placeholder when not asked for."""
+    if bad is None:
+        return _placeholder(2, np.int32), False
+    bad = _device("bad", bad, (np.int32,))
+    if tuple(bad.shape) != (items, blocks(pixels)):
+        raise InputError(f"bad has shape {tuple(bad.shape)}; expected ({items}, {blocks(pixels)}): one int32 per "
+                         f"item and block of {THREADS} pixels.")
+    return bad, True
+
+
+# --- per-pixel math: one device function each, shared by the per-item and the batched kernels ------------------
 @cuda.jit(device=True)
 def _scaled(p, to01, mean, inv_std):
     if abs(p) > PI:
@@ -83,52 +129,47 @@ def _source(i, n, shift):
     return (i + n - n // 2) % n if shift else i
 
 
-@cuda.jit
-def _phase_kernel(phase, out, index, shift, to01, mean, inv_std):
-    y, x = cuda.grid(2)
-    h, w = out.shape[2], out.shape[3]
-    if y >= h or x >= w:
-        return
+@cuda.jit(device=True)
+def _pixel():
+    """(item, pixel) of this thread: the pixel index runs fastest across the warp (coalesced)."""
+    return cuda.blockIdx.y, cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+
+
+@cuda.jit(device=True)
+def _phase_px(phase, out, i, shift, to01, mean, inv_std):
+    h, w = out.shape[1], out.shape[2]
+    y, x = i // w, i % w
     r = _scaled(float(phase[_source(y, h, shift), _source(x, w, shift)]), to01, mean, inv_std)
-    for c in range(out.shape[1]):
-        out[index, c, y, x] = r
+    for c in range(out.shape[0]):
+        out[c, y, x] = r
 
 
-@cuda.jit
-def _planes_kernel(planes, out, index, shift, to01, mean, inv_std):
-    y, x = cuda.grid(2)
-    h, w = out.shape[2], out.shape[3]
-    if y >= h or x >= w:
-        return
+@cuda.jit(device=True)
+def _planes_px(planes, out, i, shift, to01, mean, inv_std):
+    h, w = out.shape[1], out.shape[2]
+    y, x = i // w, i % w
     sy, sx = _source(y, h, shift), _source(x, w, shift)
     r = _scaled(math.atan2(float(planes[1, sy, sx]), float(planes[0, sy, sx])), to01, mean, inv_std)
-    for c in range(out.shape[1]):
-        out[index, c, y, x] = r
-
-
-def phase_normalize(phase, out, index, *, scale="pm1", fftshift=False, mean=None, std=None, stream=None) -> None:
-    """Raw phase (HxW float) or a spectrum as real+imag planes (2xHxW float) -> ``out[index]`` on the device."""
-    phase, out = _device("phase", phase), _device("out", out)
-    if out.ndim != 4 or not 0 <= index < out.shape[0]:
-        raise InputError(f"out must be NCHW with index < N; got shape {out.shape} and index {index}.")
-    planes = phase.ndim == 3
-    if phase.shape[-2:] != out.shape[2:] or (planes and phase.shape[0] != 2) or phase.ndim not in (2, 3):
-        raise InputError(f"phase {phase.shape} must be HxW or 2xHxW (real, imag) matching out {out.shape}.")
-    kernel = _planes_kernel if planes else _phase_kernel
-    grid, block = _grid(out.shape[2], out.shape[3])
-    kernel[grid, block, _stream(stream)](phase, out, index, fftshift, scale == "01",
-                                         0.0 if mean is None else float(mean), 1.0 if std is None else 1.0 / float(std))
-
-
-# per-pixel math, one device function each, shared by the per-item kernels and the batched ones below
-@cuda.jit(device=True)
-def _holes_value(value, hole, fill):
-    return fill if hole else np.float32(value) / np.float32(127.5) - np.float32(1.0)
+    for c in range(out.shape[0]):
+        out[c, y, x] = r
 
 
 @cuda.jit(device=True)
-def _rgb_value(value, mean, std):
-    return (np.float32(value) / np.float32(255.0) - mean) / std
+def _holes_px(picture, mask, out, i, fill):
+    w = picture.shape[1]
+    y, x = i // w, i % w
+    hole = mask[y, x] != 0
+    for c in range(picture.shape[2]):
+        out[c, y, x] = fill if hole else np.float32(picture[y, x, c]) / np.float32(127.5) - np.float32(1.0)
+
+
+@cuda.jit(device=True)
+def _rgb_px(picture, mean, std, out, i):
+    w = picture.shape[1]
+    y, x = i // w, i % w
+    for c in range(out.shape[0]):
+        k = c % 3  # channels repeated cyclically to the engine's C, as the reference's np.resize
+        out[c, y, x] = (np.float32(picture[y, x, k]) / np.float32(255.0) - mean[k]) / std[k]
 
 
 @cuda.jit(device=True)
@@ -144,249 +185,255 @@ def _composited(g, known, a, pm1, blend):
 
 
 @cuda.jit(device=True)
-def _argmax(logits, y, x):
-    """The class at (y, x) of CxHxW logits; one channel: 1 where the logit is positive."""
-    if logits.shape[0] == 1:
-        return 1 if logits[0, y, x] > 0 else 0
-    best, top = 0, logits[0, y, x]
-    for c in range(1, logits.shape[0]):
-        if logits[c, y, x] > top:
-            best, top = c, logits[c, y, x]
-    return best
-
-
-@cuda.jit
-def _holes_kernel(picture, mask, out, index, fill):
-    y, x = cuda.grid(2)
-    if y >= picture.shape[0] or x >= picture.shape[1]:
-        return
-    hole = mask[y, x] != 0
+def _composite_px(generated, picture, mask, alpha, pm1, blend, result, i):
+    """Writes one pixel's composite; True when the generated value there is NaN/Inf (holes and known pixels
+    alike: a non-finite output is the engine's fault wherever it lands)."""
+    w = picture.shape[1]
+    y, x = i // w, i % w
+    bad = False
     for c in range(picture.shape[2]):
-        out[index, c, y, x] = _holes_value(picture[y, x, c], hole, fill)
-
-
-def holes_fill(picture, mask, out, index, fill=0.0, stream=None) -> None:
-    """HxWxC uint8 picture + HxW mask -> ``out[index]`` in [-1, 1], holes set to ``fill``, on the device."""
-    picture, mask, out = _device("picture", picture), _device("mask", mask), _device("out", out)
-    if mask.shape != picture.shape[:2] or out.shape[1:] != (picture.shape[2], *picture.shape[:2]):
-        raise InputError(f"picture {picture.shape}, mask {mask.shape} and out {out.shape} do not fit together.")
-    grid, block = _grid(*picture.shape[:2])
-    _holes_kernel[grid, block, _stream(stream)](picture, mask, out, index, np.float32(fill))
-
-
-@cuda.jit
-def _rgb_kernel(picture, mean, std, out, index):
-    y, x = cuda.grid(2)
-    if y >= picture.shape[0] or x >= picture.shape[1]:
-        return
-    for c in range(out.shape[1]):
-        k = c % 3  # channels repeated cyclically to the engine's C, as the reference's np.resize
-        out[index, c, y, x] = _rgb_value(picture[y, x, k], mean[k], std[k])
-
-
-def rgb_normalize(picture, mean, std, out, index, stream=None) -> None:
-    """HxWx3 uint8 picture -> ``out[index]`` = (x / 255 - mean) / std (``mean``/``std``: 3 float32, device)."""
-    picture, out = _device("picture", picture), _device("out", out)
-    mean, std = _device("mean", mean), _device("std", std)
-    if picture.ndim != 3 or picture.shape[2] != 3 or out.shape[2:] != picture.shape[:2] or mean.shape != (3,) \
-            or std.shape != (3,):
-        raise InputError(f"picture {picture.shape} (HxWx3), mean {mean.shape}, std {std.shape} (3) and out "
-                         f"{out.shape} do not fit together.")
-    grid, block = _grid(*picture.shape[:2])
-    _rgb_kernel[grid, block, _stream(stream)](picture, mean, std, out, index)
-
-
-@cuda.jit
-def _composite_kernel(generated, picture, mask, alpha, pm1, blend, result):
-    y, x = cuda.grid(2)
-    if y >= picture.shape[0] or x >= picture.shape[1]:
-        return
-    for c in range(picture.shape[2]):
+        g = np.float32(generated[c, y, x])
+        bad = bad or not math.isfinite(g)
         if mask[y, x] == 0:
             result[y, x, c] = picture[y, x, c]
         else:
-            result[y, x, c] = _composited(np.float32(generated[c, y, x]), picture[y, x, c],
-                                          alpha[y, x] if blend else np.float32(0.0), pm1, blend)
+            result[y, x, c] = _composited(g, picture[y, x, c], alpha[y, x] if blend else np.float32(0.0), pm1, blend)
+    return bad
 
 
-def composite(generated, picture, mask, result, *, alpha=None, value_range="pm1", stream=None) -> None:
-    """Generator output (CxHxW float, device) + picture + mask -> ``result`` (HxWxC uint8, device).
-
-    Known pixels are copied bit-exact. ``alpha`` (HxW float32 on the device, e.g. the reference's
-    ``feather_alpha`` or ``mask / 255`` for soft masks) blends inside holes; without it holes take the
-    generated value.
-    """
-    generated, picture = _device("generated", generated), _device("picture", picture)
-    mask, result = _device("mask", mask), _device("result", result)
-    if result.shape != picture.shape or mask.shape != picture.shape[:2] or generated.shape[1:] != picture.shape[:2]:
-        raise InputError(f"generated {generated.shape}, picture {picture.shape}, mask {mask.shape} and result "
-                         f"{result.shape} do not fit together.")
-    blend = alpha is not None
-    alpha = _device("alpha", alpha) if blend else cuda.device_array((1, 1), np.float32)
-    grid, block = _grid(*picture.shape[:2])
-    _composite_kernel[grid, block, _stream(stream)](generated, picture, mask, alpha, value_range == "pm1", blend,
-                                                    result)
-
-
-@cuda.jit
-def _argmax_kernel(logits, palette, labels, colours):
-    y, x = cuda.grid(2)
-    if y >= logits.shape[1] or x >= logits.shape[2]:
-        return
-    best = _argmax(logits, y, x)
+@cuda.jit(device=True)
+def _argmax_px(logits, palette, labels, colours, i):
+    """Writes the class at pixel ``i`` of CxHxW logits (one channel: 1 where the logit is positive) and its
+    colour; True when a logit there is NaN/Inf."""
+    w = labels.shape[1]
+    y, x = i // w, i % w
+    top = logits[0, y, x]
+    bad = not math.isfinite(top)
+    best = 1 if logits.shape[0] == 1 and top > 0 else 0
+    for c in range(1, logits.shape[0]):
+        v = logits[c, y, x]
+        bad = bad or not math.isfinite(v)
+        if v > top:
+            best, top = c, v
     labels[y, x] = best
     for k in range(3):
         colours[y, x, k] = palette[best, k]
+    return bad
 
 
-def argmax_palette(logits, palette, labels, colours, stream=None) -> None:
-    """CxHxW logits -> labels (HxW uint8) and colours (HxWx3 uint8), all on the device."""
-    logits, palette = _device("logits", logits), _device("palette", palette)
-    labels, colours = _device("labels", labels), _device("colours", colours)
-    if labels.shape != logits.shape[1:] or colours.shape != (*logits.shape[1:], 3):
-        raise InputError(f"labels {labels.shape} / colours {colours.shape} do not fit logits {logits.shape}.")
-    grid, block = _grid(*logits.shape[1:])
-    _argmax_kernel[grid, block, _stream(stream)](logits, palette, labels, colours)
+@cuda.jit(device=True)
+def _vote(bad, b, flag, track):
+    """Block-wide OR of ``flag`` into ``bad[b, block]`` (every thread of the block must call it)."""
+    any_bad = cuda.syncthreads_or(np.int32(1) if flag else np.int32(0))
+    if track and cuda.threadIdx.x == 0:
+        bad[b, cuda.blockIdx.x] = 1 if any_bad else 0
 
 
-# --- batched launchers: one launch for a whole batch (grid z = item), for the runtime's GPU path -------------------
-# On an H200 a launch from Python costs ~0.1 ms (more with several arrays) while the work of one 256x256 item is a
-# few microseconds: the per-item launchers above left the GPU pipeline bound by launches. These take the batch's
-# arrays stacked on a first axis and write items 0..B-1 of ``out`` in one launch.
-
-def _batch_grid(b: int, h: int, w: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    (gy, gx), (by, bx) = _grid(h, w)
-    return (gy, gx, b), (by, bx, 1)
+# --- kernels: item ``b`` of the batch is blockIdx.y (per-item kernels write item ``index``) -------------------------
+@cuda.jit(cache=True)
+def _phase_kernel(phase, out, index, shift, to01, mean, inv_std):
+    _, i = _pixel()
+    if i < out.shape[2] * out.shape[3]:
+        _phase_px(phase, out[index], i, shift, to01, mean, inv_std)
 
 
-def _check_batch(name: str, arr, first_dims: tuple, what: str) -> None:
-    if tuple(arr.shape[:len(first_dims)]) != first_dims:
-        raise InputError(f"{name} has shape {tuple(arr.shape)}; expected {what}.")
+@cuda.jit(cache=True)
+def _planes_kernel(planes, out, index, shift, to01, mean, inv_std):
+    _, i = _pixel()
+    if i < out.shape[2] * out.shape[3]:
+        _planes_px(planes, out[index], i, shift, to01, mean, inv_std)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _phase_batch_kernel(phases, out, shift, to01, mean, inv_std):
-    y, x = cuda.grid(2)
-    b = cuda.blockIdx.z
-    h, w = out.shape[2], out.shape[3]
-    if y >= h or x >= w:
-        return
-    r = _scaled(float(phases[b, _source(y, h, shift), _source(x, w, shift)]), to01, mean, inv_std)
-    for c in range(out.shape[1]):
-        out[b, c, y, x] = r
+    b, i = _pixel()
+    if i < out.shape[2] * out.shape[3]:
+        _phase_px(phases[b], out[b], i, shift, to01, mean, inv_std)
+
+
+@cuda.jit(cache=True)
+def _holes_batch_kernel(pictures, masks, out, offset, fill):
+    b, i = _pixel()
+    if i < pictures.shape[1] * pictures.shape[2]:
+        _holes_px(pictures[b], masks[b], out[offset + b], i, fill)
+
+
+@cuda.jit(cache=True)
+def _rgb_batch_kernel(pictures, mean, std, out, offset):
+    b, i = _pixel()
+    if i < pictures.shape[1] * pictures.shape[2]:
+        _rgb_px(pictures[b], mean, std, out[offset + b], i)
+
+
+@cuda.jit(cache=True)
+def _composite_batch_kernel(generated, pictures, masks, alpha, pm1, blend, results, bad, track):
+    b, i = _pixel()
+    flag = False
+    if i < pictures.shape[1] * pictures.shape[2]:
+        flag = _composite_px(generated[b], pictures[b], masks[b], alpha[b if blend else 0], pm1, blend, results[b],
+                              i)
+    _vote(bad, b, flag, track)
+
+
+@cuda.jit(cache=True)
+def _argmax_batch_kernel(logits, palette, labels, colours, bad, track):
+    b, i = _pixel()
+    flag = False
+    if i < labels.shape[1] * labels.shape[2]:
+        flag = _argmax_px(logits[b], palette, labels[b], colours[b], i)
+    _vote(bad, b, flag, track)
+
+
+# --- launchers ------------------------------------------------------------------------------------------------
+def _nchw(name: str, out, items: int, h: int, w: int, channels: int | None = None):
+    out = _device(name, out, (np.float32,))
+    if out.ndim != 4 or out.shape[0] < items or tuple(out.shape[2:]) != (h, w) \
+            or (channels is not None and out.shape[1] != channels):
+        want = f"{channels}" if channels is not None else "C"
+        raise InputError(f"{name} has shape {tuple(out.shape)}; expected N x {want} x {h} x {w} with N >= {items}.")
+    return out
+
+
+def phase_normalize(phase, out, index, *, scale="pm1", fftshift=False, mean=None, std=None, stream=None) -> None:
+    """Raw phase (HxW float) or a spectrum as real+imag planes (2xHxW float) -> ``out[index]`` on the device."""
+    phase = _device("phase", phase, (np.float32, np.float64))
+    out = _device("out", out, (np.float32,))
+    if out.ndim != 4 or not 0 <= index < out.shape[0]:
+        raise InputError(f"out must be NCHW with index < N; got shape {tuple(out.shape)} and index {index}.")
+    planes = phase.ndim == 3
+    if tuple(phase.shape[-2:]) != tuple(out.shape[2:]) or (planes and phase.shape[0] != 2) or phase.ndim not in (2, 3):
+        raise InputError(f"phase {tuple(phase.shape)} must be HxW or 2xHxW (real, imag) matching out "
+                         f"{tuple(out.shape)}.")
+    kernel = _planes_kernel if planes else _phase_kernel
+    grid, block = _grid(1, out.shape[2] * out.shape[3])
+    kernel[grid, block, _stream(stream)](phase, out, index, fftshift, scale == "01",
+                                         0.0 if mean is None else float(mean), 1.0 if std is None else 1.0 / float(std))
 
 
 def phase_normalize_batch(phases, out, *, scale="pm1", fftshift=False, mean=None, std=None, stream=None) -> None:
     """B raw phase maps (BxHxW float, device) -> ``out[0:B]`` (NCHW, N >= B), as :func:`phase_normalize`."""
-    phases, out = _device("phases", phases), _device("out", out)
-    if phases.ndim != 3 or out.ndim != 4 or phases.shape[0] > out.shape[0] or phases.shape[1:] != out.shape[2:]:
-        raise InputError(f"phases {tuple(phases.shape)} must be BxHxW matching out {tuple(out.shape)} (NCHW, N >= B).")
-    grid, block = _batch_grid(phases.shape[0], *phases.shape[1:])
+    phases = _device("phases", phases, (np.float32, np.float64))
+    if phases.ndim != 3:
+        raise InputError(f"phases has shape {tuple(phases.shape)}; expected BxHxW.")
+    out = _nchw("out", out, phases.shape[0], *phases.shape[1:])
+    grid, block = _grid(phases.shape[0], phases.shape[1] * phases.shape[2])
     _phase_batch_kernel[grid, block, _stream(stream)](phases, out, fftshift, scale == "01",
                                                       0.0 if mean is None else float(mean),
                                                       1.0 if std is None else 1.0 / float(std))
 
 
-@cuda.jit
-def _holes_batch_kernel(pictures, masks, out, fill):
-    y, x = cuda.grid(2)
-    b = cuda.blockIdx.z
-    if y >= pictures.shape[1] or x >= pictures.shape[2]:
-        return
-    hole = masks[b, y, x] != 0
-    for c in range(pictures.shape[3]):
-        out[b, c, y, x] = _holes_value(pictures[b, y, x, c], hole, fill)
+def _pictures(name: str, pictures, channels: int | None = None):
+    pictures = _device(name, pictures, (np.uint8,))
+    if pictures.ndim != 4 or (channels is not None and pictures.shape[3] != channels):
+        raise InputError(f"{name} has shape {tuple(pictures.shape)}; expected BxHxWx{channels or 'C'} uint8.")
+    return pictures
 
 
-def holes_fill_batch(pictures, masks, out, fill=0.0, stream=None) -> None:
-    """BxHxWxC uint8 pictures + BxHxW masks -> ``out[0:B]`` in [-1, 1], holes set to ``fill``."""
-    pictures, masks, out = _device("pictures", pictures), _device("masks", masks), _device("out", out)
-    if pictures.ndim != 4 or tuple(masks.shape) != tuple(pictures.shape[:3]) or out.ndim != 4 \
-            or out.shape[0] < pictures.shape[0] or tuple(out.shape[1:]) != (pictures.shape[3], *pictures.shape[1:3]):
-        raise InputError(f"pictures {tuple(pictures.shape)}, masks {tuple(masks.shape)} and out {tuple(out.shape)} "
-                         "do not fit together.")
-    grid, block = _batch_grid(*pictures.shape[:3])
-    _holes_batch_kernel[grid, block, _stream(stream)](pictures, masks, out, np.float32(fill))
+def _masks(name: str, masks, pictures, dtypes=(np.uint8,)):
+    masks = _device(name, masks, dtypes)
+    if tuple(masks.shape) != tuple(pictures.shape[:3]):
+        raise InputError(f"{name} has shape {tuple(masks.shape)}; expected {tuple(pictures.shape[:3])} like the "
+                         "pictures (BxHxW).")
+    return masks
 
 
-@cuda.jit
-def _rgb_batch_kernel(pictures, mean, std, out):
-    y, x = cuda.grid(2)
-    b = cuda.blockIdx.z
-    if y >= pictures.shape[1] or x >= pictures.shape[2]:
-        return
-    for c in range(out.shape[1]):
-        k = c % 3
-        out[b, c, y, x] = _rgb_value(pictures[b, y, x, k], mean[k], std[k])
+def holes_fill_batch(pictures, masks, out, fill=0.0, stream=None, *, offset: int = 0) -> None:
+    """BxHxWxC uint8 pictures + BxHxW masks -> ``out[offset:offset+B]`` in [-1, 1], holes set to ``fill``."""
+    pictures = _pictures("pictures", pictures)
+    masks = _masks("masks", masks, pictures)
+    n, h, w, c = pictures.shape
+    out = _nchw("out", out, offset + n, h, w, c)
+    grid, block = _grid(n, h * w)
+    _holes_batch_kernel[grid, block, _stream(stream)](pictures, masks, out, offset, np.float32(fill))
 
 
-def rgb_normalize_batch(pictures, mean, std, out, stream=None) -> None:
-    """BxHxWx3 uint8 pictures -> ``out[0:B]`` = (x / 255 - mean) / std, as :func:`rgb_normalize`."""
-    pictures, out = _device("pictures", pictures), _device("out", out)
-    mean, std = _device("mean", mean), _device("std", std)
-    if pictures.ndim != 4 or pictures.shape[3] != 3 or out.ndim != 4 or out.shape[0] < pictures.shape[0] \
-            or tuple(out.shape[2:]) != tuple(pictures.shape[1:3]) or mean.shape != (3,) or std.shape != (3,):
-        raise InputError(f"pictures {tuple(pictures.shape)} (BxHxWx3), mean {mean.shape}, std {std.shape} (3) and "
-                         f"out {tuple(out.shape)} do not fit together.")
-    grid, block = _batch_grid(*pictures.shape[:3])
-    _rgb_batch_kernel[grid, block, _stream(stream)](pictures, mean, std, out)
+def holes_fill(picture, mask, out, index, fill=0.0, stream=None) -> None:
+    """HxWxC uint8 picture + HxW mask -> ``out[index]`` in [-1, 1], holes set to ``fill``, on the device."""
+    holes_fill_batch(_item(picture), _item(mask), out, fill, stream, offset=index)
 
 
-@cuda.jit
-def _composite_batch_kernel(generated, pictures, masks, alpha, pm1, blend, results):
-    y, x = cuda.grid(2)
-    b = cuda.blockIdx.z
-    if y >= pictures.shape[1] or x >= pictures.shape[2]:
-        return
-    for c in range(pictures.shape[3]):
-        if masks[b, y, x] == 0:
-            results[b, y, x, c] = pictures[b, y, x, c]
-        else:
-            results[b, y, x, c] = _composited(np.float32(generated[b, c, y, x]), pictures[b, y, x, c],
-                                              alpha[b, y, x] if blend else np.float32(0.0), pm1, blend)
+def rgb_normalize_batch(pictures, mean, std, out, stream=None, *, offset: int = 0) -> None:
+    """BxHxWx3 uint8 pictures -> ``out[offset:offset+B]`` = (x / 255 - mean) / std (``mean``/``std``: 3 float32,
+    device); the engine's C channels repeat the three cyclically."""
+    pictures = _pictures("pictures", pictures, 3)
+    mean, std = _device("mean", mean, (np.float32,)), _device("std", std, (np.float32,))
+    if tuple(mean.shape) != (3,) or tuple(std.shape) != (3,):
+        raise InputError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} must hold 3 float32 each.")
+    n, h, w, _ = pictures.shape
+    out = _nchw("out", out, offset + n, h, w)
+    grid, block = _grid(n, h * w)
+    _rgb_batch_kernel[grid, block, _stream(stream)](pictures, mean, std, out, offset)
 
 
-def composite_batch(generated, pictures, masks, results, *, alpha=None, value_range="pm1", stream=None) -> None:
-    """As :func:`composite` for B items: generated (NxCxHxW, N >= B) + pictures (BxHxWxC) + masks (BxHxW)
-    [+ alpha (BxHxW float32)] -> results (BxHxWxC uint8). Known pixels are copied bit-exact."""
-    generated, pictures = _device("generated", generated), _device("pictures", pictures)
-    masks, results = _device("masks", masks), _device("results", results)
-    n = pictures.shape[0] if pictures.ndim == 4 else -1
-    if n < 0 or tuple(results.shape) != tuple(pictures.shape) or tuple(masks.shape) != tuple(pictures.shape[:3]) \
-            or generated.ndim != 4 or generated.shape[0] < n or tuple(generated.shape[2:]) != tuple(pictures.shape[1:3]):
-        raise InputError(f"generated {tuple(generated.shape)}, pictures {tuple(pictures.shape)}, masks "
-                         f"{tuple(masks.shape)} and results {tuple(results.shape)} do not fit together.")
+def rgb_normalize(picture, mean, std, out, index, stream=None) -> None:
+    """HxWx3 uint8 picture -> ``out[index]`` = (x / 255 - mean) / std (``mean``/``std``: 3 float32, device)."""
+    rgb_normalize_batch(_item(picture), mean, std, out, stream, offset=index)
+
+
+def composite_batch(generated, pictures, masks, results, *, alpha=None, value_range="pm1", bad=None,
+                    stream=None) -> None:
+    """As :func:`composite` for B items: generated (NxCxHxW float32, N >= B, C = the pictures' channels) + pictures
+    (BxHxWxC) + masks (BxHxW) [+ alpha (BxHxW float32)] -> results (BxHxWxC uint8). Known pixels are copied
+    bit-exact. ``bad`` (B x ``blocks(H*W)`` int32): set to 1 where a block's generated values hold a NaN/Inf."""
+    pictures = _pictures("pictures", pictures)
+    n, h, w, c = pictures.shape
+    generated = _nchw("generated", generated, n, h, w, c)  # fewer output channels than the picture: refused here
+    masks = _masks("masks", masks, pictures)
+    results = _device("results", results, (np.uint8,))
+    if tuple(results.shape) != tuple(pictures.shape):
+        raise InputError(f"results has shape {tuple(results.shape)}; expected {tuple(pictures.shape)} like the "
+                         "pictures.")
     blend = alpha is not None
-    if blend:
-        alpha = _device("alpha", alpha)
-        _check_batch("alpha", alpha, tuple(masks.shape), f"{tuple(masks.shape)} like the masks")
-    else:
-        alpha = cuda.device_array((1, 1, 1), np.float32)
-    grid, block = _batch_grid(*pictures.shape[:3])
+    alpha = _masks("alpha", alpha, pictures, (np.float32,)) if blend else _placeholder(3, np.float32)
+    bad, track = _bad_array(bad, n, h * w)
+    grid, block = _grid(n, h * w)
     _composite_batch_kernel[grid, block, _stream(stream)](generated, pictures, masks, alpha, value_range == "pm1",
-                                                          blend, results)
+                                                          blend, results, bad, track)
 
 
-@cuda.jit
-def _argmax_batch_kernel(logits, palette, labels, colours):
-    y, x = cuda.grid(2)
-    b = cuda.blockIdx.z
-    if y >= labels.shape[1] or x >= labels.shape[2]:
-        return
-    best = _argmax(logits[b], y, x)
-    labels[b, y, x] = best
-    for k in range(3):
-        colours[b, y, x, k] = palette[best, k]
+def composite(generated, picture, mask, result, *, alpha=None, value_range="pm1", stream=None) -> None:
+    """Generator output (CxHxW float32, device) + picture + mask -> ``result`` (HxWxC uint8, device).
+
+    Known pixels are copied bit-exact. ``alpha`` (HxW float32 on the device, e.g. the reference's
+    ``feather_alpha`` or ``mask / 255`` for soft masks) blends inside holes; without it holes take the
+    generated value.
+    """
+    composite_batch(_item(generated), _item(picture), _item(mask), _item(result),
+                    alpha=None if alpha is None else _item(alpha), value_range=value_range, stream=stream)
 
 
-def argmax_palette_batch(logits, palette, labels, colours, stream=None) -> None:
+def argmax_palette_batch(logits, palette, labels, colours, *, bad=None, stream=None) -> None:
     """NxKxHxW logits -> labels (BxHxW uint8) and colours (BxHxWx3 uint8) for items 0..B-1 (B = labels' first
-    axis, N >= B), as :func:`argmax_palette`."""
-    logits, palette = _device("logits", logits), _device("palette", palette)
-    labels, colours = _device("labels", labels), _device("colours", colours)
-    if labels.ndim != 3 or logits.ndim != 4 or logits.shape[0] < labels.shape[0] \
-            or tuple(labels.shape[1:]) != tuple(logits.shape[2:]) or tuple(colours.shape) != (*labels.shape, 3):
-        raise InputError(f"labels {tuple(labels.shape)} / colours {tuple(colours.shape)} do not fit logits "
-                         f"{tuple(logits.shape)}.")
-    grid, block = _batch_grid(*labels.shape)
-    _argmax_batch_kernel[grid, block, _stream(stream)](logits, palette, labels, colours)
+    axis, N >= B); ``palette``: at least K rows of 3 uint8. ``bad`` as in :func:`composite_batch`."""
+    labels = _device("labels", labels, (np.uint8,))
+    if labels.ndim != 3:
+        raise InputError(f"labels has shape {tuple(labels.shape)}; expected BxHxW uint8.")
+    n, h, w = labels.shape
+    logits = _nchw("logits", logits, n, h, w)
+    palette = _device("palette", palette, (np.uint8,))
+    if palette.ndim != 2 or palette.shape[1] != 3 or palette.shape[0] < max(2, logits.shape[1]):
+        raise InputError(f"palette has shape {tuple(palette.shape)}; {logits.shape[1]} classes need at least "
+                         f"{max(2, logits.shape[1])} rows of 3 uint8 (labels are uint8: at most 256 classes).")
+    colours = _device("colours", colours, (np.uint8,))
+    if tuple(colours.shape) != (n, h, w, 3):
+        raise InputError(f"colours has shape {tuple(colours.shape)}; expected {(n, h, w, 3)}.")
+    bad, track = _bad_array(bad, n, h * w)
+    grid, block = _grid(n, h * w)
+    _argmax_batch_kernel[grid, block, _stream(stream)](logits, palette, labels, colours, bad, track)
+
+
+def argmax_palette(logits, palette, labels, colours, stream=None) -> None:
+    """CxHxW logits -> labels (HxW uint8) and colours (HxWx3 uint8), all on the device."""
+    argmax_palette_batch(_item(logits), palette, _item(labels), _item(colours), stream=stream)
+
+
+def _item(arr):
+    """One item as a batch of one: a zero-copy view with a leading axis of 1 (numba, CuPy, torch, simulator)."""
+    if not _is_device(arr):
+        return arr  # the batched launcher names it and refuses it
+    arr = _device("array", arr)
+    try:
+        return arr.reshape((1, *arr.shape))
+    except Exception:  # noqa: BLE001 - numba reshapes contiguous arrays only
+        raise InputError(f"a {tuple(arr.shape)} strided view cannot be given to the per-item launchers; pass a "
+                         "contiguous array, or use the batched launcher on the whole batch.") from None

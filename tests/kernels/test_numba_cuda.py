@@ -79,7 +79,7 @@ def test_launchers_reject_host_arrays_and_bad_shapes():
         kc.phase_normalize(cuda.to_device(np.zeros((H, W + 1), np.float32)),
                            cuda.to_device(np.zeros((1, 1, H, W), np.float32)), 0)
     masks = box_masks(1, H, W)[0]
-    with pytest.raises(InputError, match="do not fit together"):
+    with pytest.raises(InputError, match="masks has shape .* like the pictures"):
         kc.holes_fill(cuda.to_device(np.zeros((H, W, 3), np.uint8)), cuda.to_device(masks[0][:5]),
                       cuda.to_device(np.zeros((1, 3, H, W), np.float32)), 0)
 
@@ -155,12 +155,101 @@ def test_batch_launchers_reject_host_arrays_and_bad_shapes():
     out = cuda.to_device(np.zeros((1, 3, H, W), np.float32))
     with pytest.raises(InputError, match="must be a device array"):
         kc.holes_fill_batch(np.zeros((1, H, W, 3), np.uint8), cuda.to_device(np.zeros((1, H, W), np.uint8)), out)
-    with pytest.raises(InputError, match="do not fit together"):  # two items, one slot
+    with pytest.raises(InputError, match="out has shape .* N >= 2"):  # two items, one slot
         kc.holes_fill_batch(cuda.to_device(np.zeros((2, H, W, 3), np.uint8)),
                             cuda.to_device(np.zeros((2, H, W), np.uint8)), out)
-    with pytest.raises(InputError, match="must be BxHxW"):
+    with pytest.raises(InputError, match=r"out has shape .* x 12 x 19"):
         kc.phase_normalize_batch(cuda.to_device(np.zeros((1, H, W + 1), np.float32)), out)
     with pytest.raises(InputError, match="alpha has shape"):
         kc.composite_batch(out, cuda.to_device(np.zeros((1, H, W, 3), np.uint8)),
                            cuda.to_device(np.zeros((1, H, W), np.uint8)), cuda.device_array((1, H, W, 3), np.uint8),
                            alpha=cuda.to_device(np.zeros((1, H, W - 1), np.float32)))
+
+
+# --- what the launchers must refuse: device code has no bounds checks --------------------------------------------
+
+def _composite_args(channels=3, gen_channels=3, dtype=np.float32):
+    return (cuda.to_device(np.zeros((1, gen_channels, H, W), dtype)),
+            cuda.to_device(np.zeros((1, H, W, channels), np.uint8)),
+            cuda.to_device(np.zeros((1, H, W), np.uint8)), cuda.device_array((1, H, W, channels), np.uint8))
+
+
+def test_composite_refuses_a_generator_with_fewer_channels_than_the_picture():
+    """A 1-channel generator output for an RGB picture: the kernel would read channels 1 and 2 out of bounds."""
+    with pytest.raises(InputError, match=r"generated has shape \(1, 1, 12, 18\); expected N x 3 x 12 x 18"):
+        kc.composite_batch(*_composite_args(gen_channels=1))
+    with pytest.raises(InputError, match="generated has shape"):
+        kc.composite(cuda.to_device(np.zeros((1, H, W), np.float32)), cuda.to_device(np.zeros((H, W, 3), np.uint8)),
+                     cuda.to_device(np.zeros((H, W), np.uint8)), cuda.device_array((H, W, 3), np.uint8))
+
+
+def test_launchers_refuse_wrong_dtypes_and_short_palettes():
+    with pytest.raises(InputError, match="generated must be float32; got float64"):
+        kc.composite_batch(*_composite_args(dtype=np.float64))
+    with pytest.raises(InputError, match="pictures must be uint8"):
+        kc.holes_fill_batch(cuda.to_device(np.zeros((1, H, W, 3), np.float32)),
+                            cuda.to_device(np.zeros((1, H, W), np.uint8)),
+                            cuda.to_device(np.zeros((1, 3, H, W), np.float32)))
+    logits = cuda.to_device(np.zeros((1, 5, H, W), np.float32))
+    labels, colours = cuda.device_array((1, H, W), np.uint8), cuda.device_array((1, H, W, 3), np.uint8)
+    with pytest.raises(InputError, match="5 classes need at least 5 rows"):
+        kc.argmax_palette_batch(logits, cuda.to_device(PALETTE[:4]), labels, colours)
+
+
+def test_no_allocation_per_launch(monkeypatch):
+    """The optional arguments' stand-ins (no alpha, no ``bad``) are made once, not per call: numba's deferred
+    frees synchronize the device, and an allocation cannot be captured in a CUDA graph."""
+    args = _composite_args()
+    kc.composite_batch(*args)  # the first call may make the placeholders
+    made = []
+    real = cuda.device_array
+    monkeypatch.setattr(cuda, "device_array", lambda *a, **k: (made.append(a), real(*a, **k))[1])
+    for _ in range(3):
+        kc.composite_batch(*args)
+        kc.composite(args[0][0], args[1][0], args[2][0], args[3][0])
+        kc.argmax_palette_batch(args[0], cuda.to_device(PALETTE), cuda.device_array((1, H, W), np.uint8),
+                                cuda.device_array((1, H, W, 3), np.uint8))
+    assert len(made) == 6  # only the two arrays this test asks for per round
+
+
+def test_post_kernels_flag_nan_and_inf_per_item_and_block():
+    """``bad`` (items x blocks): the engine's NaN/Inf reach the host even where only uint8 results come back."""
+    n, h, w = 3, 20, 30  # 600 pixels: 3 blocks of 256 per item
+    pics = cuda.to_device(np.zeros((n, h, w, 3), np.uint8))
+    masks = np.zeros((n, h, w), np.uint8)
+    masks[:, 5:10, 5:10] = 255
+    gen = np.zeros((n, 3, h, w), np.float32)
+    gen[1, 2, 19, 29] = np.nan  # the last pixel: the third block of item 1 (a known pixel: still the engine's fault)
+    gen[2, 0, 0, 0] = np.inf
+    bad = cuda.to_device(np.full((n, kc.blocks(h * w)), 7, np.int32))  # stale values: every entry is rewritten
+    kc.composite_batch(cuda.to_device(gen), pics, cuda.to_device(masks), cuda.device_array((n, h, w, 3), np.uint8),
+                       bad=bad)
+    assert bad.copy_to_host().tolist() == [[0, 0, 0], [0, 0, 1], [1, 0, 0]]
+    logits = np.zeros((n, 4, h, w), np.float32)
+    logits[0, 3, 10, 10] = -np.inf
+    kc.argmax_palette_batch(cuda.to_device(logits), cuda.to_device(PALETTE), cuda.device_array((n, h, w), np.uint8),
+                            cuda.device_array((n, h, w, 3), np.uint8), bad=bad)
+    assert bad.copy_to_host().tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0]]  # pixel 310: the second block
+    with pytest.raises(InputError, match=r"bad has shape \(3, 2\); expected \(3, 3\)"):
+        kc.argmax_palette_batch(cuda.to_device(logits), cuda.to_device(PALETTE), cuda.device_array((n, h, w), np.uint8),
+                                cuda.device_array((n, h, w, 3), np.uint8), bad=cuda.device_array((n, 2), np.int32))
+
+
+def test_threads_of_a_warp_take_neighbouring_pixels():
+    """Coalescing: consecutive ``threadIdx.x`` -> consecutive pixels of one row-major item (x fastest); the item is
+    ``blockIdx.y``. (Every kernel takes its (item, pixel) from ``_pixel``.)"""
+    @cuda.jit
+    def where(out):
+        b, i = kc._pixel()
+        if i < out.shape[1]:
+            out[b, i, 0] = cuda.threadIdx.x
+            out[b, i, 1] = cuda.blockIdx.x
+
+    n, pixels = 2, 600
+    out = cuda.to_device(np.full((n, pixels, 2), -1, np.int64))
+    grid, block = kc._grid(n, pixels)
+    assert grid == (3, 2) and block == kc.THREADS
+    where[grid, block](out)
+    got = out.copy_to_host()
+    i = np.arange(pixels)
+    assert (got[:, :, 0] == i % kc.THREADS).all() and (got[:, :, 1] == i // kc.THREADS).all()

@@ -18,7 +18,7 @@ def test_every_kernel_has_its_launch_signature():
     import regenrt.kernels.numba_cuda as kernels
 
     names = check.kernel_names(kernels)
-    assert len(names) >= 11 and names == set(check.signatures())
+    assert len(names) >= 7 and names == set(check.signatures())
     for name, sig in check.signatures().items():  # arity matches the kernel's parameters
         assert len(sig) == getattr(kernels, name).py_func.__code__.co_argcount, name
 
