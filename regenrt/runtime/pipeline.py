@@ -27,7 +27,8 @@ import numpy as np
 import errno
 
 from ..errors import EnvironmentFault, InputError, RegenrtError
-from .device import on_device, run_batch
+from .device import NON_FINITE, on_device, run_batch
+from .faults import ENGINE_ADVICE, engine_fault, is_out_of_memory
 from .engine import Engine
 from .io import csv_bytes, encode_npy, remove_stale_temporaries, write_atomic
 from .png import encode_png
@@ -41,6 +42,11 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EIO: "an I/O error
                       "the file system is read-only", errno.EDQUOT: "the disk quota is exceeded",
                       errno.ENOENT: "the output directory vanished"}
 ENGINE_FAILURES_IN_A_ROW = 3  # whole batches failing on every item in a row: the engine, not the inputs
+ENVIRONMENT_ADVICE = "Fix the cause (free space, remount, restore the directory)"  # then: re-run the same command
+
+
+class EngineStop(str):
+    """The engine (the device) failed in a way no item caused: the run stops, no item is blamed."""
 
 
 @dataclass
@@ -88,6 +94,19 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, RegenrtError) else f"{type(exc).__name__}: {exc}"
 
 
+def _stop_for(exc: Exception, single: str | None):
+    """The run-stopping meaning of an engine exception, if any: a sticky device error (an :class:`EngineStop`), or
+    out of memory on a single item (``single``: its id; an EnvironmentFault). None: retry or blame the item."""
+    fault = engine_fault(exc)
+    if fault:
+        return EngineStop(f"the GPU reported {fault} while running the engine ({type(exc).__name__}: {exc}); "
+                          "no item was blamed for it")
+    if is_out_of_memory(exc) and single is not None:
+        return EnvironmentFault(f"out of memory running the engine on a single item ({single}): "
+                                f"{type(exc).__name__}: {exc}")
+    return None
+
+
 class _Run:
     def __init__(self, engine: Engine, in_dir: Path, out_dir: Path, options: RunOptions, progress):
         self.engine, self.in_dir, self.out_dir, self.options = engine, in_dir, out_dir, options
@@ -102,9 +121,10 @@ class _Run:
         self.inflight: deque = deque()
         self.infer_pool = ThreadPoolExecutor(engine.requests, thread_name_prefix="regenrt-infer") \
             if engine.requests > 1 and not self.on_device else None
-        self.fault: str | None = None  # set by an environment fault: the run stops
+        self.fault: str | None = None  # set by an environment or engine fault: the run stops
+        self.fault_advice = ENVIRONMENT_ADVICE
         self.reports: list[dict] = []  # what finish reported per written item (list.append is thread-safe)
-        self.failed_batches_in_a_row = 0
+        self.failed_in_a_row: list[set] = []  # item ids of consecutive batches that failed on every item
 
     def timed(self, stage: str, started: float) -> None:
         with self._stage_lock:
@@ -141,9 +161,6 @@ class _Run:
         started = time.perf_counter()
         item = prepared.item
         try:
-            if output is not None and not np.isfinite(output).all():
-                bad = int((~np.isfinite(output)).sum())
-                return f"the engine's output holds {bad} NaN/Inf value(s): nothing written for this item"
             outputs = finished if finished is not None else self.runtime.finish(prepared, output, self.options)
             digests = {}
             for suffix, arr in outputs.items():
@@ -169,11 +186,11 @@ class _Run:
         finally:
             self.timed("write", started)
 
-    def stop(self, reason: str) -> None:
-        """An environment fault: stop taking new work (items not attempted stay unmarked)."""
+    def stop(self, reason: str, advice: str = ENVIRONMENT_ADVICE) -> None:
+        """An environment or engine fault: stop taking new work (items not attempted stay unmarked)."""
         with self._stage_lock:
             if self.fault is None:
-                self.fault = reason
+                self.fault, self.fault_advice = reason, advice
 
     def infer(self, batch: list[Prepared], pool: ThreadPoolExecutor, writes: deque) -> None:
         """Run one batch; with an engine that takes several batches at once (``engine.requests``, OpenVINO's
@@ -194,49 +211,54 @@ class _Run:
             self._schedule_writes(batch, future.result(), pool, writes)
 
     def _infer_batch(self, batch: list[Prepared]):
-        """(outputs, finished) for the batch, or an exception. Out of memory: retried once as single items. Any
-        other failure of a multi-item batch: each item alone, so only the item that fails is failed."""
+        """(outputs, finished) for the batch, or an exception. Out of memory (host or GPU): retried as single items.
+        A sticky device error: the run stops at once (an :class:`EngineStop`; retries would only blame innocent
+        items). Any other failure of a multi-item batch: each item alone, so only the item that fails is failed."""
         started = time.perf_counter()
         try:
             return self._run_engine(batch)
-        except MemoryError:
-            if len(batch) == 1:
-                return EnvironmentFault("out of memory running the engine on a single item")
-            return self._one_by_one(batch, MemoryError)
         except Exception as exc:  # an engine error on this batch: find the item(s) it is about
-            if len(batch) == 1:
-                return exc
-            return self._one_by_one(batch, type(exc))
+            stop = _stop_for(exc, batch[0].item.id if len(batch) == 1 else None)
+            if stop is not None:
+                return stop
+            return exc if len(batch) == 1 else self._one_by_one(batch)
         finally:
             self.timed("infer", started)
 
     def _run_engine(self, batch: list[Prepared]):
-        if self.on_device:  # pre-kernels, engine and post-kernels on the GPU; only results come back
-            return [None] * len(batch), run_batch(self.engine, self.runtime, batch, self.options)
-        return self.engine.infer(np.stack([p.model_input for p in batch])), [None] * len(batch)
+        if self.on_device:  # upload, pre-kernel, engine, post-kernel, download on the GPU; only results come back
+            results = run_batch(self.engine, self.runtime, batch, self.options)
+            return ([ItemFailure(r) if isinstance(r, str) else None for r in results],
+                    [None if isinstance(r, str) else r for r in results])
+        outputs = self.engine.infer(np.stack([p.model_input for p in batch]))
+        return [out if np.isfinite(out).all() else ItemFailure(NON_FINITE) for out in outputs], [None] * len(batch)
 
-    def _one_by_one(self, batch: list[Prepared], first: type):
+    def _one_by_one(self, batch: list[Prepared]):
         outputs, finished = [], []
         for p in batch:
             try:
                 out, done = self._run_engine([p])
                 outputs.append(out[0])
                 finished.append(done[0])
-            except MemoryError:
-                return EnvironmentFault(f"out of memory running the engine on a single item ({p.item.id})")
             except Exception as exc:
+                stop = _stop_for(exc, p.item.id)
+                if stop is not None:
+                    return stop
                 outputs.append(ItemFailure(f"{type(exc).__name__}: {exc}"))
                 finished.append(None)
         return outputs, finished
 
     def _schedule_writes(self, batch: list[Prepared], result, pool: ThreadPoolExecutor, writes: deque) -> None:
+        if isinstance(result, EngineStop):
+            self.stop(str(result), ENGINE_ADVICE)
+            return
         if isinstance(result, EnvironmentFault):
             self.stop(str(result))
             return
         if isinstance(result, Exception):
             for p in batch:
                 self.fail(p.item.id, "infer", _reason(result))
-            self._count_batch(failed=True)
+            self._count_batch(batch, failed=True)
             return
         outputs, finished = result
         failures = 0
@@ -246,13 +268,24 @@ class _Run:
                 failures += 1
             else:
                 writes.append((p.item.id, pool.submit(self.write, p, out, done)))
-        self._count_batch(failed=failures == len(batch))
+        self._count_batch(batch, failed=failures == len(batch))
 
-    def _count_batch(self, failed: bool) -> None:
-        self.failed_batches_in_a_row = self.failed_batches_in_a_row + 1 if failed else 0
-        if self.failed_batches_in_a_row >= ENGINE_FAILURES_IN_A_ROW:
-            self.stop(f"the engine failed on every item of {ENGINE_FAILURES_IN_A_ROW} batches in a row "
-                      f"({self.summary.errors[-1][2] if self.summary.errors else 'no reason given'})")
+    def _count_batch(self, batch: list[Prepared], failed: bool) -> None:
+        """Batches failing on every item, in a row: after ``ENGINE_FAILURES_IN_A_ROW`` of them it is the engine, not
+        the items — the run stops and those items lose their error rows (they are not done: a re-run redoes them)."""
+        if not failed:
+            self.failed_in_a_row = []
+            return
+        self.failed_in_a_row.append({p.item.id for p in batch})
+        if len(self.failed_in_a_row) >= ENGINE_FAILURES_IN_A_ROW:
+            innocent = set().union(*self.failed_in_a_row)
+            rows = [e for e in self.summary.errors if e[0] in innocent]
+            reason = rows[-1][2] if rows else "no reason given"
+            self.summary.errors[:] = [e for e in self.summary.errors if e[0] not in innocent]
+            self.summary.failed -= len(rows)
+            self.stop(f"the engine failed on every item of {ENGINE_FAILURES_IN_A_ROW} batches in a row, "
+                      f"{len(innocent)} items (last reason: {reason}); those items are not blamed in "
+                      f"{ERRORS_NAME}", ENGINE_ADVICE)
 
     def drain_writes(self, writes: deque, keep: int) -> None:
         while len(writes) > keep:
@@ -357,7 +390,7 @@ def plan_run(engine: Engine, input_dir, output_dir, options: RunOptions | None):
 
 
 def close_run(out_dir: Path, summary: Summary, options: RunOptions, items: list[Item], manifest: Manifest,
-              task: str, fault: str | None = None) -> None:
+              task: str, fault: str | None = None, advice: str = ENVIRONMENT_ADVICE) -> None:
     """What every driver does at the end, under the output lock: errors.csv, the environment fault (raised with
     the counts), the submission CSV."""
     try:
@@ -370,8 +403,8 @@ def close_run(out_dir: Path, summary: Summary, options: RunOptions, items: list[
         remaining = summary.total - summary.done - summary.failed - summary.skipped
         raise EnvironmentFault(
             f"stopped: {fault}. {summary.done} item(s) done (recorded in the manifest), {summary.failed} "
-            f"failed, {remaining} not attempted. Fix the cause (free space, remount, restore the directory) "
-            f"and re-run the same command: it resumes with the {remaining + summary.failed} left.", summary)
+            f"failed, {remaining} not attempted. {advice} and re-run the same command: it resumes with the "
+            f"{remaining + summary.failed} left.", summary)
     if options.submission and task == "inpainting":
         _write_submission(options.submission, items, manifest, out_dir)
 
@@ -393,7 +426,7 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
             bar.close()
         summary.wall_s = time.perf_counter() - started
         summary.notes = runtime.report(run.reports, options)
-        close_run(out_dir, summary, options, items, run.manifest, engine.task, run.fault)
+        close_run(out_dir, summary, options, items, run.manifest, engine.task, run.fault, run.fault_advice)
     return summary
 
 

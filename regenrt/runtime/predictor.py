@@ -49,9 +49,12 @@ class Predictor:
             for start in range(0, len(indices), size):
                 chunk = indices[start:start + size]
                 if on_device(self.engine):  # kernels and engine on the GPU (regenrt.runtime.device)
-                    for i, done in zip(chunk, run_batch(self.engine, self.runtime, [prepared[i] for i in chunk],
-                                                        self.options)):
-                        results[i] = done
+                    done = _typed(lambda: run_batch(self.engine, self.runtime, [prepared[i] for i in chunk],
+                                                    self.options), "the engine", InferenceError)
+                    for i, result in zip(chunk, done):
+                        if isinstance(result, str):  # the item's engine output held NaN/Inf
+                            raise InferenceError(f"item {i}: {result}.")
+                        results[i] = result
                     continue
                 outputs = _typed(lambda: self.engine.infer(np.stack([prepared[i].model_input for i in chunk])),
                                  "the engine", InferenceError)

@@ -138,11 +138,12 @@ def test_a_batch_is_one_launch_each_side_and_buffers_are_reused(tiny_engines, mo
     items = _items("inpainting", 4)
     first = predictor.predict_many(items)
     stage, _ = staging(gpu.runner)
-    buffers = dict(stage._device)
+    (slot,) = stage.slots.values()
+    buffers = {**slot.dev_in, **slot.host_in, **slot.host_out}
     assert launches == ["holes_fill_batch", "composite_batch"]
     second = predictor.predict_many(items[::-1])
     assert launches == ["holes_fill_batch", "composite_batch"] * 2
-    assert stage._device == buffers  # the same device buffers, no new ones
+    assert len(stage.slots) == 1 and {**slot.dev_in, **slot.host_in, **slot.host_out} == buffers  # the same ones
     for a, b in zip(first, second[::-1]):
         assert np.array_equal(a[".png"], b[".png"])  # and nothing of the first batch leaks into the second
 
@@ -165,18 +166,83 @@ def test_concurrent_predictors_on_one_device_engine(tiny_engines):
                 assert np.array_equal(want[suffix], got[suffix]), suffix
 
 
-def test_staging_keeps_a_bounded_number_of_buffers():
-    """Inputs of many sizes: the least recently used buffers go, the ones in use stay."""
-    from regenrt.runtime.device import Staging
+def test_staging_is_bounded_by_count_and_by_pinned_bytes(tiny_engines):
+    """Inputs of many sizes: the least recently used shapes' buffers go — beyond a number of shapes, and beyond a
+    budget of page-locked bytes (16 shapes of large batches can pin more host memory than a machine has)."""
+    from regenrt.runtime.device import Staging, staging
 
-    stage, stream = Staging(keep=4), cuda.stream()
-    first = stage.upload("picture", [np.zeros((2, 3), np.uint8)], np.uint8, stream)
-    for size in range(3, 9):
-        stage.upload("picture", [np.full((size, 3), size, np.uint8)], np.uint8, stream)
-        assert stage.device("picture", (1, 2, 3), np.uint8, stream) is not None  # used again: kept (most recent)
-    assert len(stage._device) == 4 and len(stage._host) <= 4
-    assert stage.device("picture", (1, 2, 3), np.uint8, stream) is first
-    assert ("picture", (1, 3, 3), np.dtype(np.uint8).str) not in stage._device  # the oldest unused went
+    import threading
+
+    gpu = _on_simulated_gpu(tiny_engines["segmentation"])
+    picture = _items("segmentation", 1)[0]["picture"]
+    per_item = 2 * (HW * HW * 3 + HW * HW + HW * HW * 3)  # pinned picture + labels + colours, and device twins
+    gpu.runner._regenrt_staging = (Staging(keep=16, budget=int(5.5 * per_item)), threading.Lock())
+    stage, _ = staging(gpu.runner)
+    for n in (1, 2, 3):  # three batch sizes: three shapes of 1, 2 and 3 items
+        Predictor(gpu, RunOptions(batch_size=n, kernels=get_kernels("numpy"))).predict_many([{"picture": picture}] * n)
+    assert [key[0][0] for key in stage.slots.keys()] == [2, 3]  # 6 items' bytes > the budget: the oldest went
+    assert stage.slots.nbytes <= 5.5 * per_item
+    counted = Staging(keep=3, budget=10 ** 9)
+    for n in range(5):
+        counted.slot(n, None)
+    assert list(counted.slots.keys()) == [2, 3, 4]
+
+
+def test_nan_output_on_the_device_path_is_an_item_failure_not_a_picture(tiny_engines, tmp_path):
+    """The device path checks the engine's outputs too: a NaN (FP16 overflow) used to become an all-zero or
+    arbitrary picture, written and recorded as done."""
+    from regenrt.errors import InferenceError
+
+    for task in ("inpainting", "segmentation", "phase-recovery"):
+        cpu = tiny_engines[task]
+        gpu = _on_simulated_gpu(cpu)
+        host = gpu.runner.host
+        gpu.runner.host = type("NaNs", (), {"infer": staticmethod(lambda x: _nan_in_item(host.infer(x), 1))})()
+        got = Predictor(gpu, RunOptions(batch_size=1, kernels=get_kernels("numpy")))
+        item = _items(task, 1)
+        with pytest.raises(InferenceError, match="NaN/Inf"):
+            got.predict_many(item)
+    gpu = _on_simulated_gpu(tiny_engines["inpainting"])
+    host = gpu.runner.host
+    gpu.runner.host = type("NaNs", (), {"infer": staticmethod(lambda x: _nan_in_item(host.infer(x), 1))})()
+    _write_inpainting(tmp_path, 3)
+    summary = run_directory(gpu, tmp_path / "in", tmp_path / "out", RunOptions(batch_size=3, masks=tmp_path / "masks"))
+    assert (summary.done, summary.failed) == (2, 1) and summary.errors[0][0] == "p1"
+    assert "NaN/Inf" in summary.errors[0][2] and not (tmp_path / "out" / "p1.png").exists()
+
+
+def _nan_in_item(y, item):
+    y = y.copy()
+    if len(y) > item:
+        y[item, :, 3, 5] = np.nan
+    elif len(y) == 1:
+        y[0, :, 3, 5] = np.nan
+    return y
+
+
+def _write_inpainting(tmp_path, n):
+    for i, item in enumerate(_items("inpainting", n)):
+        save_png(tmp_path / "in" / f"p{i}.png", item["picture"])
+        save_png(tmp_path / "masks" / f"p{i}_mask.png", item["mask"])
+
+
+def test_a_failed_device_batch_is_retried_item_by_item(tiny_engines, tmp_path):
+    """Phase on the device: the retry of a failed batch used to fail every item (KeyError 'phase': the batch had
+    popped it)."""
+    gpu = _on_simulated_gpu(tiny_engines["phase-recovery"])
+    host = gpu.runner.host
+
+    def fails_on_batches(x):
+        if len(x) > 1:
+            raise RuntimeError("[TensorRT] batch too large for the profile")
+        return host.infer(x)
+
+    gpu.runner.host = type("Flaky", (), {"infer": staticmethod(fails_on_batches)})()
+    (tmp_path / "in").mkdir()
+    for i, item in enumerate(_items("phase-recovery", 3)):
+        np.save(tmp_path / "in" / f"p{i}.npy", item["phase"])
+    summary = run_directory(gpu, tmp_path / "in", tmp_path / "out", RunOptions(batch_size=3))
+    assert (summary.done, summary.failed) == (3, 0), summary.errors
 
 
 def test_the_device_path_takes_the_runners_own_lock(tiny_engines):

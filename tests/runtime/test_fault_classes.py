@@ -123,18 +123,79 @@ def test_out_of_memory_on_a_batch_is_retried_item_by_item(deeplab_engine_dir, tm
     assert (summary.done, summary.failed) == (5, 0)
 
 
-def test_an_engine_failing_on_every_batch_stops_the_run(deeplab_engine_dir, tmp_path):
+def test_an_engine_failing_on_every_batch_stops_the_run_without_blaming_items(deeplab_engine_dir, tmp_path):
+    """Three batches failing on every item: the engine is at fault, not the 6 items (no error rows), the message
+    says so (not "free space"), and a re-run redoes them."""
     _phase_inputs(tmp_path / "in", 40)
+    calls = []
 
     def broken(x, infer):
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        calls.append(len(x))
+        raise RuntimeError("[TensorRT] execution failed")
 
     with pytest.raises(EnvironmentFault, match="failed on every item of 3 batches in a row") as err:
         run_directory(_engine_with(deeplab_engine_dir, broken), tmp_path / "in", tmp_path / "o",
                       RunOptions(batch_size=2, workers=1))
     summary = err.value.summary
-    assert summary.failed == 6 and summary.done == 0  # 3 batches of 2, then stop: the other 34 are not failed
-    assert len(errors_csv(tmp_path / "o")) == 6 and err.value.exit_code == 10
+    assert summary.failed == 0 and summary.done == 0 and not summary.errors
+    assert not (tmp_path / "o" / "errors.csv").exists() and err.value.exit_code == 10
+    message = str(err.value)
+    assert "engine's or the GPU's fault" in message and "restart the process" in message
+    assert "free space" not in message and "resumes with the 40 left" in message
+    summary = run_directory(Engine.load(deeplab_engine_dir / "model.onnx", device="cpu"), tmp_path / "in",
+                            tmp_path / "o", RunOptions(batch_size=2))
+    assert (summary.done, summary.failed) == (40, 0)
+
+
+@pytest.mark.parametrize("error", ["torch", "numba"])
+def test_a_sticky_cuda_error_stops_at_once_without_retries_or_blame(deeplab_engine_dir, tmp_path, error):
+    """An illegal memory access poisons the CUDA context: no item-by-item retries (each would fail and be blamed),
+    no error rows, exit 10 with what to do."""
+    from numba.cuda.cudadrv.driver import CudaAPIError
+
+    _phase_inputs(tmp_path / "in", 12)
+    calls = []
+
+    def poisoned(x, infer):
+        calls.append(len(x))
+        if error == "torch":
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nCompile with "
+                               "`TORCH_USE_CUDA_DSA` to enable device-side assertions.")
+        raise CudaAPIError(700, "Call to cuStreamSynchronize results in CUDA_ERROR_ILLEGAL_ADDRESS")
+
+    with pytest.raises(EnvironmentFault, match="the GPU reported an illegal memory access") as err:
+        run_directory(_engine_with(deeplab_engine_dir, poisoned), tmp_path / "in", tmp_path / "o",
+                      RunOptions(batch_size=4, workers=1))
+    assert calls == [4]  # the first batch, once: no retry of its items one by one
+    assert err.value.summary.failed == 0 and not (tmp_path / "o" / "errors.csv").exists()
+    assert "restart the process" in str(err.value) and err.value.exit_code == 10
+
+
+@pytest.mark.parametrize("kind", ["torch", "numba"])
+def test_gpu_out_of_memory_is_retried_item_by_item(deeplab_engine_dir, tmp_path, kind):
+    """On the GPU, out of memory is torch.OutOfMemoryError or numba's CudaAPIError, not MemoryError."""
+    import torch
+    from numba.cuda.cudadrv.driver import CudaAPIError
+
+    _phase_inputs(tmp_path / "in", 5)
+
+    def no_memory_for_batches(x, infer):
+        if len(x) > 1:
+            if kind == "torch":
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise CudaAPIError(2, "Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY")
+        return infer(x)
+
+    summary = run_directory(_engine_with(deeplab_engine_dir, no_memory_for_batches), tmp_path / "in",
+                            tmp_path / "o", RunOptions(batch_size=4))
+    assert (summary.done, summary.failed) == (5, 0)
+
+    def no_memory_at_all(x, infer):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(EnvironmentFault, match="out of memory running the engine on a single item"):
+        run_directory(_engine_with(deeplab_engine_dir, no_memory_at_all), tmp_path / "in", tmp_path / "o2",
+                      RunOptions(batch_size=4))
 
 
 def test_zero_size_and_undecodable_names_are_rows_not_crashes(deeplab_engine_dir, tmp_path):

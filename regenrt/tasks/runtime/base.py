@@ -37,6 +37,8 @@ class RunOptions:
     feather: int = 0
     soft_mask: bool = False
     submission: Path | None = None
+    # GPU engines: the whole device pipeline of a batch shape captured in one CUDA graph (off: eager steps)
+    pipeline_graph: bool = True
 
     def key(self) -> str:
         """The options that change output bytes; a completed item is redone when they change."""
@@ -76,10 +78,8 @@ class TaskRuntime:
     # (Prepared, CxHxW output, options) -> {suffix: array}; suffix ".png"/".npy" picks the encoding.
     finish: Callable[[Prepared, np.ndarray, RunOptions], dict[str, np.ndarray]]
     check_options: Callable[[RunOptions], None] = lambda options: None
-    # GPU path (regenrt.runtime.device), a batch at a time: (batch, engine, staging, input buffer, stream) fills
-    # input[0:B]; (batch, engine, staging, output buffer, options, stream) -> [{suffix: host array}], as ``finish``.
-    device_pre: Callable[[list[Prepared], Any, Any, Any, Any], None] | None = None
-    device_post: Callable[[list[Prepared], Any, Any, Any, RunOptions, Any], list[dict[str, np.ndarray]]] | None = None
+    # GPU path, a batch at a time: a regenrt.runtime.device.DeviceTask (staging, pre-kernel, post-kernel, results)
+    device: Any = None
     # (options, engine) -> options with engine-dependent defaults filled in (e.g. phase's output range)
     resolve_options: Callable[[RunOptions, Any], RunOptions] = lambda options, engine: options
     # the ``report`` entries finish left in finished items' context -> lines for the run summary

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import InputError, RegenrtError
 from ...kernels.reference import feather_alpha
-from ...runtime.device import cuda_kernels, on_device
+from ...runtime.device import NON_FINITE, DeviceTask, bad_items, cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
@@ -121,30 +121,34 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
     return Prepared(None, out[0], context)
 
 
-def _device_pre(batch: list[Prepared], engine, stage, inp, stream) -> None:
-    pictures = stage.upload("picture", [p.context["picture"] for p in batch], np.uint8, stream)
-    masks = stage.upload("mask", [p.context["mask"] for p in batch], np.uint8, stream)
-    cuda_kernels().holes_fill_batch(pictures, masks, inp, float(engine.metadata["input"].get("hole_fill", 0.0)),
-                                    stream=stream)
-
-
-def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptions, stream
-                 ) -> list[dict[str, np.ndarray]]:
-    n, (h, w, c) = len(batch), batch[0].context["picture"].shape
-    pictures = stage.device("picture", (n, h, w, c), np.uint8, stream)  # what _device_pre uploaded
-    masks = stage.device("mask", (n, h, w), np.uint8, stream)
-    alpha = None
+def _device_stage(batch: list[Prepared], engine, options: RunOptions) -> dict:
+    staged = {"picture": ([p.context["picture"] for p in batch], np.uint8),
+              "mask": ([p.context["mask"] for p in batch], np.uint8)}
     if options.soft_mask:
-        alpha = stage.upload("alpha", [p.context["mask"].astype(np.float32) / np.float32(255.0) for p in batch],
-                             np.float32, stream)
+        staged["alpha"] = ([p.context["mask"].astype(np.float32) / np.float32(255.0) for p in batch], np.float32)
     elif options.feather > 0:
-        alpha = stage.upload("alpha", [feather_alpha(p.context["mask"], options.feather) for p in batch],
-                             np.float32, stream)
-    results = stage.device("result", (n, h, w, c), np.uint8, stream)
-    cuda_kernels().composite_batch(output, pictures, masks, results, alpha=alpha, value_range="pm1", stream=stream)
-    host = stage.download("result", results, stream)
-    stage.finish(stream)
-    return [{".png": host[i].copy()} for i in range(n)]
+        staged["alpha"] = ([feather_alpha(p.context["mask"], options.feather) for p in batch], np.float32)
+    return staged
+
+
+def _device_pre(engine, inputs, inp, slot, stream) -> None:
+    cuda_kernels().holes_fill_batch(inputs["picture"], inputs["mask"], inp,
+                                    float(engine.metadata["input"].get("hole_fill", 0.0)), stream=stream)
+
+
+def _device_post(engine, inputs, output, slot, options: RunOptions, stream) -> dict:
+    kernels = cuda_kernels()
+    n, h, w, c = inputs["picture"].shape
+    results = slot.buffer("result", (n, h, w, c), np.uint8)
+    bad = slot.buffer("bad", (n, kernels.blocks(h * w)), np.int32)
+    kernels.composite_batch(output, inputs["picture"], inputs["mask"], results, alpha=inputs.get("alpha"),
+                            value_range="pm1", bad=bad, stream=stream)
+    return {"result": results, "bad": bad}
+
+
+def _device_results(batch: list[Prepared], host: dict, options: RunOptions) -> list:
+    bad = bad_items(host["bad"], len(batch))
+    return [NON_FINITE if bad[i] else {".png": host["result"][i].copy()} for i in range(len(batch))]
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
@@ -173,4 +177,5 @@ def submission_rows(item_id: str, picture: np.ndarray, boxes: list[tuple[int, in
             yield f"{stem}_{b}_{p}", int(v)
 
 
-register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check, _device_pre, _device_post))
+register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check,
+                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results)))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
-from ...runtime.device import cuda_kernels, on_device
+from ...runtime.device import NON_FINITE, DeviceTask, cuda_kernels, on_device
 from ...runtime.io import decode_image, load_npy_checked, native_float
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
                    require, unique_items)
@@ -65,16 +65,22 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
     return Prepared(None, out[0], {})
 
 
-def _device_pre(batch: list[Prepared], engine, stage, inp, stream) -> None:
-    phases = stage.upload("phase", [p.context.pop("phase") for p in batch], np.float32, stream)
-    cuda_kernels().phase_normalize_batch(phases, inp, scale="pm1", stream=stream)
+def _device_stage(batch: list[Prepared], engine, options: RunOptions) -> dict:
+    return {"phase": ([p.context["phase"] for p in batch], np.float32)}  # kept: a failed batch is retried per item
 
 
-def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptions, stream) -> list[dict[str, np.ndarray]]:
-    # The float maps are needed on the host anyway (the PNG quantization and --save-npy): one copy of the batch.
-    host = stage.download("output", output, stream)
-    stage.finish(stream)
-    return [_finish(p, host[i], options) for i, p in enumerate(batch)]  # _finish makes new arrays of it
+def _device_pre(engine, inputs, inp, slot, stream) -> None:
+    cuda_kernels().phase_normalize_batch(inputs["phase"], inp, scale="pm1", stream=stream)
+
+
+def _device_post(engine, inputs, output, slot, options: RunOptions, stream) -> dict:
+    return {"output": output}  # the float maps are needed on the host anyway (PNG quantization, --save-npy)
+
+
+def _device_results(batch: list[Prepared], host: dict, options: RunOptions) -> list:
+    out = host["output"]
+    return [_finish(p, out[i], options) if np.isfinite(out[i]).all() else NON_FINITE  # _finish makes new arrays
+            for i, p in enumerate(batch)]
 
 
 CLIP_WARN_SHARE = 0.01  # a picture with more of its pixels outside --output-range than this is reported
@@ -126,5 +132,6 @@ def _check(options: RunOptions) -> None:
         raise InputError(f"--output-range must be LOW,HIGH with LOW < HIGH, got {options.output_range}.")
 
 
-register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check, _device_pre, _device_post,
+register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check,
+                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results),
                              resolve_options=_resolve, report=_report))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ...kernels.reference import IMAGENET_MEAN, IMAGENET_STD
-from ...runtime.device import cuda_kernels, on_device
+from ...runtime.device import NON_FINITE, DeviceTask, bad_items, cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime, unique_items
 
@@ -49,25 +49,32 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
     return Prepared(None, out[0], {"picture": picture})
 
 
-def _device_pre(batch: list[Prepared], engine, stage, inp, stream) -> None:
+def _device_stage(batch: list[Prepared], engine, options: RunOptions) -> dict:
+    return {"picture": ([p.context["picture"] for p in batch], np.uint8)}
+
+
+def _device_pre(engine, inputs, inp, slot, stream) -> None:
     meta = engine.metadata["input"]
-    mean = stage.constant("mean", np.float32(meta.get("mean") or IMAGENET_MEAN), stream)
-    std = stage.constant("std", np.float32(meta.get("std") or IMAGENET_STD), stream)
-    pictures = stage.upload("picture", [p.context["picture"] for p in batch], np.uint8, stream)
-    cuda_kernels().rgb_normalize_batch(pictures, mean, std, inp, stream=stream)
+    mean = slot.constant("mean", np.float32(meta.get("mean") or IMAGENET_MEAN))
+    std = slot.constant("std", np.float32(meta.get("std") or IMAGENET_STD))
+    cuda_kernels().rgb_normalize_batch(inputs["picture"], mean, std, inp, stream=stream)
 
 
-def _device_post(batch: list[Prepared], engine, stage, output, options: RunOptions, stream
-                 ) -> list[dict[str, np.ndarray]]:
-    n, (h, w) = len(batch), batch[0].shape[1:]
-    labels = stage.device("labels", (n, h, w), np.uint8, stream)
-    colours = stage.device("colours", (n, h, w, 3), np.uint8, stream)
-    cuda_kernels().argmax_palette_batch(output, stage.constant("palette", PALETTE, stream), labels, colours,
-                                        stream=stream)
-    host_labels, host_colours = stage.download("labels", labels, stream), stage.download("colours", colours, stream)
-    stage.finish(stream)
+def _device_post(engine, inputs, output, slot, options: RunOptions, stream) -> dict:
+    kernels = cuda_kernels()
+    n, h, w, _ = inputs["picture"].shape
+    labels = slot.buffer("labels", (n, h, w), np.uint8)
+    colours = slot.buffer("colours", (n, h, w, 3), np.uint8)
+    bad = slot.buffer("bad", (n, kernels.blocks(h * w)), np.int32)
+    kernels.argmax_palette_batch(output, slot.constant("palette", PALETTE), labels, colours, bad=bad, stream=stream)
+    return {"labels": labels, "colours": colours, "bad": bad}
+
+
+def _device_results(batch: list[Prepared], host: dict, options: RunOptions) -> list:
+    bad = bad_items(host["bad"], len(batch))
     # the labels leave as they are (a copy: the pinned buffer is refilled next batch); the overlay is a new array
-    return [_overlaid(p.context["picture"], host_labels[i].copy(), host_colours[i]) for i, p in enumerate(batch)]
+    return [NON_FINITE if bad[i] else _overlaid(p.context["picture"], host["labels"][i].copy(), host["colours"][i])
+            for i, p in enumerate(batch)]
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
@@ -80,5 +87,5 @@ def _overlaid(picture: np.ndarray, labels: np.ndarray, colours: np.ndarray) -> d
     return {"_label.png": labels, "_overlay.png": overlay}
 
 
-register_runtime(TaskRuntime("segmentation", _items, _prepare, _decode, _finish, device_pre=_device_pre,
-                             device_post=_device_post))
+register_runtime(TaskRuntime("segmentation", _items, _prepare, _decode, _finish,
+                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results)))
