@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "engine is a GPU engine, cpu runs the CPU engine recorded beside it. On cuda the "
                              "pre/post-processing runs as numba CUDA kernels on the engine's device buffers")
     parser.add_argument("--batch-size", type=int, default=8, help="items per inference call (default 8)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="decode/encode threads (default 2; on an H200 with 16 cores, 15 threads were no faster "
-                             "than 2: the GPU path's per-item kernel launches limit it)")
+    parser.add_argument("--workers", type=int, default=2, help="decode/encode threads (default 2)")
+    parser.add_argument("--no-pipeline-graph", action="store_true",
+                        help="on a GPU engine, run each batch's upload, kernels, engine and download as separate "
+                             "stream operations instead of one CUDA graph per batch shape (captured on a shape's "
+                             "second batch and checked against the eager steps); also REGENRT_PIPELINE_GRAPH=0")
     parser.add_argument("--kernels", default="auto", choices=["auto", "numba", "numpy"],
                         help="pre/post-processing kernel set: numba (parallel, compiled), numpy (the reference), "
                              "auto = numba when installed, else numpy (default auto); outputs are identical")
@@ -86,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, from_image=bool(args.from_image), output_range=args.output_range,
         bit_depth=args.bit_depth or 8, save_npy=bool(args.save_npy), masks=args.masks, boxes=args.boxes,
         feather=args.feather or 0, soft_mask=bool(args.soft_mask), submission=args.submission,
+        pipeline_graph=not args.no_pipeline_graph,
     )
     if args.ray is not None:
         from ..integrations.ray import infer_dataset

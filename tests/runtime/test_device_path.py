@@ -257,3 +257,85 @@ def test_the_device_path_takes_the_runners_own_lock(tiny_engines):
     assert staging(gpu.runner)[1] is gpu.runner._lock
     other = _on_simulated_gpu(tiny_engines["segmentation"])  # a runner without one gets its own
     assert staging(other.runner)[1] is not gpu.runner._lock
+
+
+class GraphRunner(SimulatedDeviceRunner):
+    """A runner that offers pipeline capture: ``capture(work)`` records the work as a "graph" whose replay runs it
+    again (what a CUDA graph does with the same buffers); ``enqueue`` is the engine as plain stream work."""
+
+    def __init__(self, host_runner, replays_work=True):
+        super().__init__(host_runner)
+        self.captures, self.replays, self.eager_executes, self.replays_work = 0, 0, 0, replays_work
+
+    def execute(self, shape):
+        self.eager_executes += 1
+        super().execute(shape)
+
+    def enqueue(self, shape):
+        super().execute(shape)
+
+    def capture(self, work):
+        self.captures += 1
+        runner = self
+
+        class Graph:
+            def replay(self):
+                runner.replays += 1
+                if runner.replays_work:
+                    work()
+
+        return Graph()
+
+
+@pytest.mark.parametrize("task", ["inpainting", "segmentation", "phase-recovery"])
+def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task):
+    """The whole device pipeline of a shape is captured on its second batch and replayed from then on (checked
+    over two poisons first); its results equal the eager pipeline's."""
+    cpu = tiny_engines[task]
+    runner = GraphRunner(cpu.runner)
+    gpu = Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, runner)
+    options = RunOptions(batch_size=1, kernels=get_kernels("numpy"))
+    items = _items(task, 3)
+    expected = Predictor(_on_simulated_gpu(cpu), options).predict_many(items)
+    got = Predictor(gpu, options).predict_many(items)
+    assert runner.captures == 1  # one shape: captured once
+    assert runner.eager_executes == 2  # the first batch, and the eager reference of the capture check
+    assert runner.replays == 2 + 1  # two poisoned check replays, then the third batch
+    for e, g in zip(expected, got):
+        for suffix in e:
+            assert np.array_equal(e[suffix], g[suffix]), suffix
+
+
+def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
+    from regenrt.errors import RegenrtError
+
+    cpu = tiny_engines["segmentation"]
+    items = _items("segmentation", 3)
+    off = GraphRunner(cpu.runner)
+    Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, off),
+              RunOptions(batch_size=1, pipeline_graph=False, kernels=get_kernels("numpy"))).predict_many(items)
+    assert off.captures == 0 and off.eager_executes == 3
+    monkeypatch.setenv("REGENRT_PIPELINE_GRAPH", "0")
+    env_off = GraphRunner(cpu.runner)
+    Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, env_off),
+              RunOptions(batch_size=1, kernels=get_kernels("numpy"))).predict_many(items)
+    assert env_off.captures == 0
+    monkeypatch.delenv("REGENRT_PIPELINE_GRAPH")
+    stale = GraphRunner(cpu.runner, replays_work=False)  # a graph whose replay rewrites nothing
+    with pytest.raises(RegenrtError, match="did not rewrite .* --no-pipeline-graph"):
+        Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, stale),
+                  RunOptions(batch_size=1, kernels=get_kernels("numpy"))).predict_many(items)
+
+
+def test_pipeline_graph_recaptured_when_the_runners_buffers_change(tiny_engines):
+    """A runner that evicted and re-made a shape's buffers: the old graph points at freed memory — never replay it."""
+    cpu = tiny_engines["phase-recovery"]
+    runner = GraphRunner(cpu.runner)
+    predictor = Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, runner),
+                          RunOptions(batch_size=1, kernels=get_kernels("numpy")))
+    items = _items("phase-recovery", 3)
+    predictor.predict_many(items[:2])
+    assert runner.captures == 1
+    runner._slots.clear()  # the runner dropped its buffers (its own LRU)
+    predictor.predict_many(items[2:])
+    assert runner.captures == 2
