@@ -194,6 +194,9 @@ def run_batch(engine, runtime, batch: list, options) -> list:
     if hooks is None:
         raise RegenrtError(f"the {runtime.name} task has no GPU kernels; load the engine with device='cpu'.")
     runner = engine.runner
+    limit = getattr(runner, "max_batch", None)  # a TensorRT profile's largest batch: larger ones go in parts
+    if limit and len(batch) > limit:
+        return [r for i in range(0, len(batch), limit) for r in run_batch(engine, runtime, batch[i:i + limit], options)]
     shape = (len(batch), *batch[0].shape)
     staged = hooks.stage(batch, engine, options)
     stage, lock = staging(runner)

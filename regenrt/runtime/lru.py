@@ -61,6 +61,9 @@ class Bounded:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __iter__(self):
+        return iter(list(self._entries))
+
     def __getitem__(self, key):
         return self._entries[key]
 

@@ -19,6 +19,8 @@ class World:
 
     def __init__(self):
         self.current, self.tensors, self.log, self.capturing = [DEFAULT], {}, [], None
+        self.profile = ((1, 1, 8, 8), (4, 1, 8, 8), (4, 1, 8, 8))  # batches 1..4 of 1x8x8
+        self.context_bytes = 1000
         self.ptrs, self.handles = itertools.count(0x1000, 0x1000), itertools.count(1)
 
     def record(self, op, **kw):
@@ -104,7 +106,8 @@ def fake_torch(world: World) -> types.ModuleType:
                 run()
 
     @contextlib.contextmanager
-    def graph(g, stream=None):
+    def graph(g, stream=None, capture_error_mode="global"):
+        world.record("capture", mode=capture_error_mode)
         world.capturing = g
         world.current.append(stream.cuda_stream)
         try:
@@ -123,12 +126,17 @@ def fake_trt(world: World) -> types.ModuleType:
     trt.TensorIOMode = types.SimpleNamespace(INPUT=1, OUTPUT=2)
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=2: None})
 
+    profile = world.profile  # (min, opt, max) of the input, as the engine was built
+
     class Context:
         def __init__(self):
             self.shape, self.addresses = None, {}
 
-        def set_input_shape(self, name, shape):
+        def set_input_shape(self, name, shape):  # TensorRT: False (and an error logged) outside the profile
+            if not all(lo <= d <= hi for lo, d, hi in zip(profile[0], shape, profile[2])) or len(shape) != 4:
+                return False
             self.shape = tuple(shape)
+            return True
 
         def get_tensor_shape(self, name):
             return self.shape
@@ -151,6 +159,10 @@ def fake_trt(world: World) -> types.ModuleType:
 
     class Engine:
         num_io_tensors = 2
+        device_memory_size_v2 = world.context_bytes
+
+        def get_tensor_profile_shape(self, name, profile_index):
+            return [list(dims) for dims in profile]
 
         def get_tensor_name(self, i):
             return ("input", "output")[i]
@@ -204,7 +216,7 @@ def test_every_operation_on_the_runner_stream_and_a_context_per_shape(runner_wor
     assert all(e["handle"] == mine for e in world.log if e["op"] == "enqueue")
     slots = runner._slots
     assert set(slots) == {(4, 1, 8, 8), (3, 1, 8, 8)}
-    (ca, ia, oa, _), (cb, ib, ob, _) = slots[(4, 1, 8, 8)], slots[(3, 1, 8, 8)]
+    (ca, ia, oa, _, _), (cb, ib, ob, _, _) = slots[(4, 1, 8, 8)], slots[(3, 1, 8, 8)]
     assert ca is not cb  # one execution context per shape
     for context, inp, out in ((ca, ia, oa), (cb, ib, ob)):  # still bound to its own buffers after the checks
         assert context.addresses == {"input": inp.data_ptr(), "output": out.data_ptr()}
@@ -226,3 +238,60 @@ def test_contexts_are_kept_for_a_bounded_number_of_shapes(runner_world, monkeypa
         x = rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
         assert np.allclose(runner.infer(x), 2 * x)
     assert [s[0] for s in runner._slots] == [1, 3]
+
+
+def test_shapes_outside_the_profile_are_refused_and_large_batches_split(runner_world):
+    """set_input_shape's answer is read (False outside the profile), and a batch beyond the profile's largest is
+    run in parts instead of failing obscurely."""
+    from regenrt.errors import InputError
+
+    world, make = runner_world
+    runner = make(False)
+    assert runner.max_batch == 4
+    x = np.random.default_rng(0).standard_normal((10, 1, 8, 8)).astype(np.float32)
+    assert np.allclose(runner.infer(x), 2 * x)  # 4 + 4 + 2
+    assert {s[0] for s in runner._slots} == {4, 2}
+    with pytest.raises(InputError, match=r"takes inputs from \(1, 1, 8, 8\) to \(4, 1, 8, 8\).*got \(1, 1, 9, 8\)"):
+        runner.infer(np.zeros((1, 1, 9, 8), np.float32))
+    with pytest.raises(InputError, match="a batch of 5 exceeds"):
+        runner.buffers((5, 1, 8, 8))
+
+
+def test_an_output_shape_that_does_not_fit_is_refused(runner_world, monkeypatch):
+    world, make = runner_world
+    runner = make(False)
+    from regenrt.errors import RegenrtError
+
+    original = runner.engine.create_execution_context
+
+    def dynamic_output():
+        context = original()
+        context.get_tensor_shape = lambda name: (-1, 1, 8, 8)  # an unresolved dimension
+        return context
+
+    runner.engine.create_execution_context = dynamic_output
+    with pytest.raises(RegenrtError, match=r"output of shape \(-1, 1, 8, 8\)"):
+        runner.infer(np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_contexts_are_bounded_by_bytes(runner_world, monkeypatch):
+    """Each context holds the engine's whole activation memory: 16 of them can exhaust a GPU."""
+    world, make = runner_world
+    world.context_bytes = 10_000
+    monkeypatch.setenv("REGENRT_GPU_CACHE_MB", str(25_000 / (1 << 20)))  # room for two contexts
+    runner = make(False)
+    for n in (1, 2, 3, 4):
+        runner.infer(np.zeros((n, 1, 8, 8), np.float32))
+    assert [s[0] for s in runner._slots] == [3, 4] and runner._slots.nbytes <= 25_000
+
+
+def test_graphs_are_captured_thread_local(runner_world):
+    """Global capture mode: another thread's cudaMalloc or synchronize (a second engine, a Ray or Triton worker)
+    invalidates the capture in progress."""
+    world, make = runner_world
+    runner = make(True)
+    runner.infer(np.zeros((2, 1, 8, 8), np.float32))
+    modes = [e["mode"] for e in world.log if e["op"] == "capture"]
+    assert modes == ["thread_local"]
+    runner.capture(lambda: runner.enqueue((2, 1, 8, 8)))
+    assert [e["mode"] for e in world.log if e["op"] == "capture"] == ["thread_local"] * 2

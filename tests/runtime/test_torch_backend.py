@@ -86,3 +86,17 @@ def test_buffers_are_kept_for_a_bounded_number_of_shapes(tmp_path, monkeypatch):
         with torch.no_grad():
             assert np.abs(model(torch.from_numpy(xs[n])).numpy() - y).max() <= 1e-5
     assert [s[0] for s in runner._slots] == [3, 1, 4]
+
+
+def test_buffers_are_bounded_by_bytes_too(tmp_path, monkeypatch):
+    """Large shapes fill a GPU before 16 of them are kept: the bytes a shape holds (buffers, and on a GPU the
+    graph's memory pool) count against REGENRT_GPU_CACHE_MB (default: 40 % of the GPU's memory)."""
+    _, path = _artefact(tmp_path)
+    one = 4 * (2 * 3 * 128 * 128 + 2 * 3 * 128 * 128)  # a batch of 2: input and output float32
+    monkeypatch.setenv("REGENRT_GPU_CACHE_MB", str(2.5 * one / (1 << 20)))
+    runner = TorchRunner(path, "cpu", buffered=True)
+    for n in (2, 1, 2, 1):
+        runner.infer(np.zeros((n, 3, 128, 128), np.float32))
+    assert len(runner._slots) == 2
+    runner.infer(np.zeros((3, 3, 128, 128), np.float32))  # 1.5 x one more: the oldest (2) goes
+    assert [s[0] for s in runner._slots] == [1, 3] and runner._slots.nbytes <= 2.5 * one

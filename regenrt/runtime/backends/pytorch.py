@@ -25,6 +25,7 @@ import numpy as np
 
 from ...errors import RegenrtError
 from .. import lru
+from ..cuda_graph import capture, gpu_memory, reserved
 
 FORMAT = "regenrt-torch/1"
 WARMUP = 3  # eager iterations on the capture stream before a CUDA graph is recorded (cuDNN autotuning, allocator)
@@ -104,7 +105,9 @@ class TorchRunner:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.cuda_graphs = cuda_graphs and device == "cuda"
         self._lock = threading.Lock()  # buffers are shared: one batch at a time
-        self._slots: dict[tuple, tuple] = {}  # shape -> (input, output, graph or None)
+        # shape -> (input, output, graph or None, bytes): bounded by count and by bytes (graphs keep memory pools)
+        self._slots = lru.Bounded(lru.MAX_SHAPES, lru.gpu_cache_budget(gpu_memory(torch) if device == "cuda" else None),
+                                  size=lambda slot: slot[3])
         if device == "cuda":
             from numba import cuda
 
@@ -117,10 +120,11 @@ class TorchRunner:
     # -- device interface (CUDA) ------------------------------------------------------------------------------
     def buffers(self, shape: tuple) -> tuple:
         """(input, output) CUDA tensors for ``shape``, allocated (and the graph captured) on first use. At most
-        ``lru.MAX_SHAPES`` shapes keep theirs (the least recently used go): inputs of many sizes must not fill the
-        GPU. Callers hold ``_lock`` (``infer`` and the runtime's device path do)."""
+        ``lru.MAX_SHAPES`` shapes, and ``lru.gpu_cache_budget()`` bytes of buffers and graph memory, stay (the least
+        recently used go): inputs of many sizes must not fill the GPU. Callers hold ``_lock`` (``infer`` and the
+        runtime's device path do)."""
         shape = tuple(int(d) for d in shape)
-        inp, out, _ = lru.cached(self._slots, shape, lambda: self._allocate(shape), lru.MAX_SHAPES)
+        inp, out, _, _ = self._slots.get(shape, lambda: self._allocate(shape))
         return inp, out
 
     def _on_stream(self):
@@ -129,6 +133,7 @@ class TorchRunner:
 
     def _allocate(self, shape: tuple) -> tuple:
         torch = self.torch
+        before = reserved(torch) if self.device == "cuda" else 0
         # inference tensors: every later write to them (infer's copy, the pipeline's kernels via the device
         # interface, the replay check) happens under inference mode too
         with torch.inference_mode(), self._on_stream():
@@ -138,21 +143,33 @@ class TorchRunner:
             out = torch.empty_like(eager, memory_format=torch.contiguous_format)  # NCHW for the post-kernels
             graph = None
             if self.cuda_graphs:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self.torch_stream):
-                    out.copy_(self._forward(inp))
+                graph = capture(torch, self.torch_stream, lambda: out.copy_(self._forward(inp)))
                 _check_replay(torch, graph, inp, out, self._forward, self.torch_stream)
         self.synchronize()
-        return inp, out, graph
+        held = (reserved(torch) - before) if self.device == "cuda" else 0  # buffers + the graph's memory pool
+        return inp, out, graph, max(held, inp.numel() * 4 + out.numel() * 4)
 
     def execute(self, shape: tuple) -> None:
         """Run the model on the input buffer of ``shape`` into its output buffer, asynchronously on ``stream``."""
-        inp, out, graph = self._slots[tuple(int(d) for d in shape)]
+        inp, out, graph, _ = self._slots[tuple(int(d) for d in shape)]
         with self.torch.inference_mode(), self._on_stream():
             if graph is not None:
                 graph.replay()
             else:
                 out.copy_(self._forward(inp))
+
+    def enqueue(self, shape: tuple) -> None:
+        """The model as plain stream work (no graph replay): what the pipeline graph captures."""
+        inp, out, _, _ = self._slots[tuple(int(d) for d in shape)]
+        with self.torch.inference_mode(), self._on_stream():
+            out.copy_(self._forward(inp))
+
+    def capture(self, work):
+        """``work`` (the pipeline's copies, kernels and :meth:`enqueue`) captured as one CUDA graph on the stream."""
+        if self.device != "cuda":
+            raise RegenrtError("CUDA graphs need a CUDA device.")
+        with self.torch.inference_mode():
+            return capture(self.torch, self.torch_stream, work)
 
     def synchronize(self) -> None:
         if self.device == "cuda":

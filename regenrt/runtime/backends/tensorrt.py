@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import RegenrtError
+from ...errors import InputError, RegenrtError
 from .. import lru
+from ..cuda_graph import capture, gpu_memory
 from ...export.tensorrt import check_fingerprint, current_environment, import_tensorrt
 
 
@@ -49,15 +50,24 @@ class TensorRTRunner:
         modes = {n: self.engine.get_tensor_mode(n) for n in names}
         self.input_name = next(n for n in names if modes[n] == trt.TensorIOMode.INPUT)
         self.output_name = next(n for n in names if modes[n] == trt.TensorIOMode.OUTPUT)
+        # the optimization profile's (min, opt, max) input shapes: a larger batch is split, other shapes refused
+        self.profile = tuple(tuple(int(d) for d in dims)
+                             for dims in self.engine.get_tensor_profile_shape(self.input_name, 0))
+        self.max_batch = self.profile[2][0]
         self.torch_stream = torch.cuda.Stream()
         self.stream = cuda.external_stream(self.torch_stream.cuda_stream)  # numba kernels on the same stream
         self.cuda_graphs = cuda_graphs
-        self._slots: dict[tuple, tuple] = {}  # shape -> (context, input, output, graph or None)
+        # shape -> (context, input, output, graph or None, bytes): each context holds its own activation memory, so
+        # the bound is by bytes too
+        self._slots = lru.Bounded(lru.MAX_SHAPES, lru.gpu_cache_budget(gpu_memory(torch)), size=lambda s: s[4])
         self._lock = threading.Lock()  # the buffers are shared: one batch at a time
 
     def _context(self, shape: tuple, inp, out):
         context = self.engine.create_execution_context()
-        context.set_input_shape(self.input_name, shape)
+        if not context.set_input_shape(self.input_name, shape):  # False: outside the profile (TensorRT logs why)
+            lo, _, hi = self.profile
+            raise InputError(f"{self.path.name} takes inputs from {lo} to {hi} (its optimization profile); got "
+                             f"{tuple(shape)}. Rebuild the engine with export-engine for this size.")
         if inp is not None:
             context.set_tensor_address(self.input_name, inp.data_ptr())
             context.set_tensor_address(self.output_name, out.data_ptr())
@@ -67,13 +77,19 @@ class TensorRTRunner:
         """(input, output) for ``shape`` with its execution context (and graph), made on first use; the
         ``lru.MAX_SHAPES`` most recently used shapes keep theirs. Callers hold ``_lock``."""
         shape = tuple(int(d) for d in shape)
-        _, inp, out, _ = lru.cached(self._slots, shape, lambda: self._allocate(shape), lru.MAX_SHAPES)
+        if shape[0] > self.max_batch:
+            raise InputError(f"a batch of {shape[0]} exceeds {self.path.name}'s largest ({self.max_batch}); split it "
+                             "(the runtime does).")
+        _, inp, out, _, _ = self._slots.get(shape, lambda: self._allocate(shape))
         return inp, out
 
     def _allocate(self, shape: tuple) -> tuple:
         torch = self.torch
         probe = self._context(shape, None, None)
-        out_shape = tuple(probe.get_tensor_shape(self.output_name))
+        out_shape = tuple(int(d) for d in probe.get_tensor_shape(self.output_name))
+        if len(out_shape) != 4 or min(out_shape) < 1 or out_shape[0] != shape[0] or out_shape[2:] != tuple(shape[2:]):
+            raise RegenrtError(f"{self.path.name} gives an output of shape {out_shape} for an input of {tuple(shape)}; "
+                               "expected the same batch and size (N x C x H x W). Rebuild it with export-engine.")
         with torch.cuda.stream(self.torch_stream):  # zeroed on the stream the pre-kernels write on
             inp = torch.zeros(shape, dtype=torch.float32, device="cuda")
             out = torch.empty(out_shape, dtype=torch.float32, device="cuda")
@@ -81,7 +97,8 @@ class TensorRTRunner:
         context = self._context(shape, inp, out)
         graph = self._capture(shape, context, inp, out) if self.cuda_graphs else None
         self.torch_stream.synchronize()
-        return context, inp, out, graph
+        held = getattr(self.engine, "device_memory_size_v2", None) or getattr(self.engine, "device_memory_size", 0)
+        return context, inp, out, graph, int(held or 0) + 4 * (int(np.prod(shape)) + int(np.prod(out_shape)))
 
     def _enqueue(self, context, shape: tuple) -> None:
         if not context.execute_async_v3(self.torch_stream.cuda_stream):
@@ -95,9 +112,7 @@ class TensorRTRunner:
             # TensorRT's documented rule: one enqueue after a shape change before capturing the stream
             self._enqueue(context, shape)
             self.torch_stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.torch_stream):
-                self._enqueue(context, shape)
+            graph = capture(torch, self.torch_stream, lambda: self._enqueue(context, shape))
             # the eager reference of the replay check runs in a context of its own: the captured context keeps
             # the addresses its graph replays
             out_eager = torch.empty_like(out)
@@ -114,17 +129,29 @@ class TensorRTRunner:
 
     def execute(self, shape: tuple) -> None:
         shape = tuple(int(d) for d in shape)
-        context, _, _, graph = self._slots[shape]
+        context, _, _, graph, _ = self._slots[shape]
         with self.torch.cuda.stream(self.torch_stream):
             if graph is not None:
                 graph.replay()
             else:
                 self._enqueue(context, shape)
 
+    def enqueue(self, shape: tuple) -> None:
+        """The engine as plain stream work (``execute_async_v3``, no graph replay): what the pipeline graph
+        captures."""
+        shape = tuple(int(d) for d in shape)
+        with self.torch.cuda.stream(self.torch_stream):
+            self._enqueue(self._slots[shape][0], shape)
+
+    def capture(self, work):
+        return capture(self.torch, self.torch_stream, work)
+
     def synchronize(self) -> None:
         self.torch_stream.synchronize()
 
     def infer(self, x: np.ndarray) -> np.ndarray:
+        if len(x) > self.max_batch:  # beyond the profile: in parts of at most its largest batch
+            return np.concatenate([self.infer(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
         torch = self.torch
         with self._lock:
             inp, out = self.buffers(x.shape)
