@@ -30,11 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ("numpy", "onnx", "onnxruntime", "safetensors", "PIL", "tqdm", "isal", "numba")
 # stage -> (pytest arguments, time limit in seconds)
 # (models and end to end share one process: the benchmarked models are exported once)
-STAGES = {
-    "tests": (["tests/gpu", "tests/kernels/test_numba_cuda.py"], 300),
-    "kernels": (["--benchmark", "benchmarks/test_kernels_cuda.py"], 120),
+STAGES = {  # the defaults add up to <= 8 minutes with the install and the compile check
+    "tests": (["tests/gpu", "tests/kernels/test_numba_cuda.py"], 150),
+    "kernels": (["--benchmark", "benchmarks/test_kernels_cuda.py"], 90),
     "models": (["--benchmark", "benchmarks/test_models.py", "benchmarks/test_end_to_end.py", "-k",
-                "test_end_to_end or (torch-cuda and (deeplabv3plus_r50_1ch or unet_256_ngf64))"], 600),
+                "test_end_to_end or (torch-cuda and (deeplabv3plus_r50_1ch or unet_256_ngf64))"], 200),
+}
+# goal name -> (how to read it from the benchmark rows, the goal, "min" (value >= goal) or "max" (value <= goal))
+GOALS = {
+    "kernels_vs_copy_256x16": (0.6, "min"), "kernels_vs_copy_1024x16": (0.8, "min"),
+    "e2e_phase": (0.8, "min"), "e2e_inpainting": (0.8, "min"),
+    "pipeline_graph_vs_engine_graph": (1.15, "max"),
 }
 
 
@@ -179,6 +185,45 @@ def _derived(bench: list[dict]) -> list[str]:
     return lines
 
 
+def _goals(bench: list[dict]) -> list[dict]:
+    """The issue's goals as ``{"name", "value", "goal", "met"}`` (value None: not measured in this run)."""
+    values: dict = {}
+    copies = {(r["extra"].get("size"), r["extra"].get("batch"), r["extra"].get("kernel")): r["extra"].get("event_ms")
+              for r in bench if r["extra"].get("impl") == "d2d-copy"}
+    for r in bench:
+        e = r["extra"]
+        if e.get("impl") == "cuda-batch" and e.get("event_ms"):
+            copy = copies.get((e.get("size"), e.get("batch"), e.get("kernel")))
+            if copy:
+                name = f"kernels_vs_copy_{e['size']}x{e['batch']}"
+                worst = values.get(name)
+                values[name] = min(worst, copy / e["event_ms"]) if worst is not None else copy / e["event_ms"]
+        if "end_to_end" in e and "ratio_vs_graph" in e:
+            task = "phase" if e["end_to_end"].startswith("phase") else "inpainting"
+            values[f"e2e_{task}"] = e["ratio_vs_graph"]
+            if "pipeline_graph_vs_engine_graph" in e:
+                worst = values.get("pipeline_graph_vs_engine_graph")
+                value = e["pipeline_graph_vs_engine_graph"]
+                values["pipeline_graph_vs_engine_graph"] = max(worst, value) if worst is not None else value
+    goals = []
+    for name, (goal, kind) in GOALS.items():
+        value = values.get(name)
+        met = None if value is None else (value >= goal if kind == "min" else value <= goal)
+        goals.append({"name": name, "value": None if value is None else round(value, 3), "goal": goal,
+                      "kind": ">=" if kind == "min" else "<=", "met": met})
+    return goals
+
+
+def _probe() -> list[str]:
+    """What the check needs and this Python lacks, each as a few words (empty: nothing)."""
+    missing = []
+    if not _have("pytest_benchmark"):
+        missing.append("pytest-benchmark (pip install pytest-benchmark, or a wheel in --wheels)")
+    if not _have("numba_cuda"):
+        missing.append("numba-cuda (pip install 'numba-cuda[cu12]' or [cu13] for the installed CUDA)")
+    return missing
+
+
 def _markdown(report: dict) -> str:
     f = report["facts"]
     out = [f"# regenrt GPU check — {f.get('gpu', 'no GPU')}", "",
@@ -193,6 +238,9 @@ def _markdown(report: dict) -> str:
             if case["outcome"] != "passed" or name == "tests":
                 out.append(f"- {case['outcome']} {case['id']} ({case['seconds']:.1f} s) {case['detail'][:200]}")
         out.append("")
+    out += ["## Goals", "| goal | value | target | met |", "|---|---|---|---|",
+            *[f"| {g['name']} | {g['value']} | {g['kind']} {g['goal']} | {g['met']} |" for g in report.get("goals", [])],
+            ""]
     out += ["## Derived", *[f"- {line}" for line in report["derived"]], ""]
     out += ["## Benchmarks (median ms)", *[f"- {r['name']}: {r['median_ms']:.3f}" for r in report["benchmarks"]]]
     return "\n".join(out) + "\n"
@@ -232,12 +280,28 @@ def main(argv=None) -> int:
               "CUDA build of torch (REGENRT_PYTHON=...).", file=sys.stderr)
         (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
         return 2
+    missing = _probe()
+    if missing:
+        print(f"[gpu-check] missing: {'; '.join(missing)}", file=sys.stderr)
+        report["missing"] = missing
+        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        return 2
     env = {**os.environ, "REGENRT_REAL_CUDA": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])  # also uninstalled
     if args.fixtures:
         env["REGENRT_SHARED_FIXTURES"] = str(args.fixtures.resolve())
     report["stages"], bench = {}, []
+    # every kernel compiled for this GPU first: a kernel that fails to type or lower fails here in seconds, by name
+    cc = report["facts"].get("compute_capability", "9.0")
+    rc, seconds = _run([sys.executable, "tools/cuda_compile_check.py", "--cc", cc], 120, env, log)
+    report["compile_check"] = {"rc": rc, "seconds": seconds, "cc": cc}
+    print(f"[gpu-check] cuda_compile_check for sm_{cc}: rc {rc} in {seconds:.0f} s", flush=True)
+    if rc == 2:
+        print("[gpu-check] missing: NVVM for the installed CUDA (pip install 'numba-cuda[cu12]' or [cu13]); see "
+              f"{log}", file=sys.stderr)
+        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        return 2
     for name in stages:
         pytest_args, limit = STAGES[name]
         limit = limits.get(name, limit)
@@ -254,11 +318,12 @@ def main(argv=None) -> int:
         bench += _benchmarks(bjson)
         print(f"[gpu-check] {name}: rc {rc} in {seconds:.0f} s {report['stages'][name]['junit']['counts']}",
               flush=True)
-        report["benchmarks"], report["derived"] = bench, _derived(bench)
+        report["benchmarks"], report["derived"], report["goals"] = bench, _derived(bench), _goals(bench)
         (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
         (args.out / "report.md").write_text(_markdown(report))
     report.setdefault("benchmarks", [])
     report.setdefault("derived", [])
+    report.setdefault("goals", _goals([]))
     (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (args.out / "report.md").write_text(_markdown(report))
     print((args.out / "report.md").read_text())

@@ -43,3 +43,24 @@ def test_junit_and_derived_ratios(tmp_path):
               "derived": lines, "benchmarks": rows}
     text = gpu_check._markdown(report)
     assert text.startswith("# regenrt GPU check — X") and "failed a::bad" in text and "- k1: 0.400" in text
+
+
+def test_goals_are_read_from_the_benchmark_rows():
+    """report.json's ``goals``: the worst kernel against the copy of the same bytes, per size; run-infer against
+    the engine's graph replay; the pipeline graph against the engine graph; None where not measured."""
+    def kernel(name, impl, size, ms):
+        return {"name": name, "group": "g", "median_ms": 1.0,
+                "extra": {"impl": impl, "kernel": name, "size": size, "batch": 16, "event_ms": ms}}
+
+    rows = [kernel("composite", "cuda-batch", 256, 0.02), kernel("composite", "d2d-copy", 256, 0.015),
+            kernel("phase_normalize", "cuda-batch", 256, 0.01), kernel("phase_normalize", "d2d-copy", 256, 0.009),
+            {"name": "e", "group": "e", "median_ms": 1.0,
+             "extra": {"end_to_end": "phase-recovery (r50)", "ratio_vs_graph": 0.5,
+                       "pipeline_graph_vs_engine_graph": 1.1}}]
+    goals = {g["name"]: g for g in gpu_check._goals(rows)}
+    assert goals["kernels_vs_copy_256x16"]["value"] == 0.75 and goals["kernels_vs_copy_256x16"]["met"] is True
+    assert goals["kernels_vs_copy_1024x16"]["value"] is None and goals["kernels_vs_copy_1024x16"]["met"] is None
+    assert goals["e2e_phase"] == {"name": "e2e_phase", "value": 0.5, "goal": 0.8, "kind": ">=", "met": False}
+    assert goals["pipeline_graph_vs_engine_graph"]["met"] is True and goals["e2e_inpainting"]["value"] is None
+    assert set(goals) >= {"kernels_vs_copy_256x16", "kernels_vs_copy_1024x16", "e2e_phase", "e2e_inpainting",
+                          "pipeline_graph_vs_engine_graph"}
