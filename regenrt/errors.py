@@ -21,6 +21,15 @@ class UnsafeCheckpointError(CheckpointError):
     """The checkpoint needs pickle code execution to load and the caller did not opt in."""
 
 
+class UnsafeTorchError(CheckpointError):
+    """This torch's weights-only unpickler is one a security advisory lists as exploitable, and the caller did not
+    accept the risk (``--accept-unsafe-torch``)."""
+
+
+class SecurityWarning(UserWarning):
+    """A risk the user accepted (an old torch's unpickler, --trust-pickle): printed on stderr even in quiet mode."""
+
+
 class ArchitectureError(RegenrtError):
     """The weights do not match a known architecture, match it ambiguously, or do not fit the one asked for."""
 

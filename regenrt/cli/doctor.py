@@ -6,7 +6,7 @@ import platform
 import sys
 
 CHECKS = [  # (what, module, extra or pip name that installs it, what it is for)
-    ("torch", "torch", "torch>=2.6 (core; >= 2.10 for untrusted checkpoints)", "checkpoint loading, export, parity reference"),
+    ("torch", "torch", "torch>=2.6 (core; .pt checkpoints need >= 2.10 or --accept-unsafe-torch)", "checkpoint loading, export, parity reference"),
     ("numpy", "numpy", "core", "arrays everywhere"),
     ("pillow", "PIL", "core", "picture decoding"),
     ("onnx", "onnx", "core", "graphs, metadata, FP16 conversion"),

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--state-key", help="entry of a training dict that holds the weights (default: detected)")
     model.add_argument("--trust-pickle", action="store_true",
                        help="UNSAFE: allow a checkpoint that needs pickle code execution; recorded as a warning")
+    model.add_argument("--accept-unsafe-torch", action="store_true",
+                       help="UNSAFE: unpickle a .pt/.pth with a torch older than 2.10, whose weights-only loader a "
+                            "crafted checkpoint can exploit (CVE-2026-24747); refused without this flag. The warning "
+                            "is printed even with -q and recorded in every artefact")
     export = parser.add_argument_group("export")
     export.add_argument("--input-shape", metavar="[input:]NxCxHxW",
                         help="example shape, e.g. input:1x1x256x256 (default: 1xCx256x256, 2^num_downs for U-Net); "
@@ -139,7 +143,8 @@ def _export(args: argparse.Namespace) -> int:
     result = export_checkpoint(
         checkpoint, output, arch=args.arch, overrides=_overrides(args), task=args.task,
         input_shape=args.input_shape, precision=args.precision, mode=args.mode, samples=args.samples,
-        trust_pickle=args.trust_pickle, state_key=args.state_key, exporter=args.exporter,
+        trust_pickle=args.trust_pickle, accept_unsafe_torch=args.accept_unsafe_torch, state_key=args.state_key,
+        exporter=args.exporter,
         tolerances=Tolerances(args.fp32_tol, args.min_psnr, args.min_argmax),
         parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed,
         cpu_engine=args.cpu_engine, int8=args.int8, run_batch=args.run_batch, log=log,
@@ -183,6 +188,11 @@ def candidate_lines(candidates: dict, engine: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from ..errors import SecurityWarning
+
+    warnings.simplefilter("always", SecurityWarning)  # printed on stderr every time, -q or not
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.checkpoint and not args.demo:

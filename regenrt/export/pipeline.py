@@ -163,6 +163,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                       arch: str | None = None, overrides: dict[str, Any] | None = None, task: str | None = None,
                       input_shape: str | tuple[int, int, int, int] | None = None, precision: str = "fp16",
                       mode: str = "eval", samples: str | os.PathLike | None = None, trust_pickle: bool = False,
+                      accept_unsafe_torch: bool = False,
                       state_key: str | None = None, exporter: str = "torchscript",
                       tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
                       calibration_samples: int = 8, seed: int = 0, cpu_engine: str = "auto",
@@ -194,7 +195,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
         raise InputError(f"run_batch must be a positive batch size, got {run_batch}.")
     steps = _Steps(6 + bool(gpu_kind), log)
     steps(f"loading {checkpoint}")
-    ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key)
+    ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key,
+                           accept_unsafe_torch=accept_unsafe_torch)
     loaded = _build(ckpt, arch, overrides)
     ckpt.state_dict = {}  # the model holds its own copy of the weights: one copy less for the whole export
     config = loaded.config

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, SecurityWarning, UnsafeCheckpointError, UnsafeTorchError
 from ..hashing import sha256_file
 
 # Keys under which training scripts keep the weights, most specific first (pix2pix's own files are plain).
@@ -167,8 +167,31 @@ def _strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return sd, stripped
 
 
-def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, state_key: str | None = None) -> Checkpoint:
-    """Read a checkpoint without executing code; raise :class:`CheckpointError` with a fix on any problem."""
+def check_unpickler(path: Path, accept_unsafe_torch: bool) -> str | None:
+    """Refuse to unpickle with a torch the advisory lists (:class:`UnsafeTorchError`), unless the caller accepted
+    the risk: then the warning, also shown as a :class:`SecurityWarning` (stderr, whatever the quiet mode)."""
+    warning = torch_unpickler_warning() if path.suffix != ".safetensors" else None
+    if warning is None:
+        return None
+    if not accept_unsafe_torch:
+        raise UnsafeTorchError(
+            f"refusing to unpickle {path.name}: {warning}. Upgrade torch (pip install 'torch>=2.10'), or give the "
+            "weights as .safetensors (no unpickler involved), or — only for a checkpoint you trust — pass "
+            "--accept-unsafe-torch (Python: accept_unsafe_torch=True); the risk is then recorded in every artefact.")
+    _warn(f"{warning} (accepted with --accept-unsafe-torch)")
+    return warning
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, SecurityWarning, stacklevel=3)
+
+
+def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, state_key: str | None = None,
+                    accept_unsafe_torch: bool = False) -> Checkpoint:
+    """Read a checkpoint without executing code; raise :class:`CheckpointError` with a fix on any problem. A .pt
+    with a torch older than the unpickler's security fix is refused unless ``accept_unsafe_torch``."""
     path = Path(path)
     from .smp_pretrained import find_pretrained
 
@@ -176,6 +199,9 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, stat
     if pretrained is not None:
         path = pretrained.weights
     _check_path(path)
+    unsafe = check_unpickler(path, accept_unsafe_torch)
+    if trust_pickle:
+        _warn(f"{path.name} is unpickled with --trust-pickle: its code runs with your permissions")
     if path.suffix == ".safetensors":
         obj: Any = _safetensors_load(path)
     else:
@@ -184,7 +210,7 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, stat
     sd, stripped = _strip_prefixes(dict(sd))
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    warnings = [w for w in [torch_unpickler_warning()] if w and path.suffix != ".safetensors"]
+    warnings = [w for w in [unsafe] if w]
     if trust_pickle:
         warnings.append("loaded with --trust-pickle: the checkpoint was unpickled with code execution allowed")
     if pretrained is None:

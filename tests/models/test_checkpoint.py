@@ -152,17 +152,48 @@ def test_unknown_resnet_depth_explained():
         build_from_state_dict(sd)
 
 
-@pytest.mark.parametrize("version,warns", [("2.9.1+cu126", True), ("2.6.0", True), ("2.10.0", False),
-                                           ("2.13.0+cpu", False), ("stub", True)])
-def test_old_torch_unpickler_is_warned_about_and_recorded(tmp_path, monkeypatch, version, warns):
+@pytest.mark.parametrize("version,unsafe", [("2.9.1+cu126", True), ("2.6.0", True), ("2.10.0", False),
+                                            ("2.13.0+cpu", False), ("stub", True)])
+def test_old_torch_unpickler_is_refused_unless_accepted(tmp_path, monkeypatch, recwarn, version, unsafe):
     """CVE-2026-24747 (GHSA-63cw-57p8-fm3p): weights_only loading before torch 2.10 can corrupt memory on a crafted
-    file; pyproject allows torch >= 2.6, so older releases load with a warning in every artefact."""
+    file; pyproject allows torch >= 2.6 (safetensors), so a .pt is refused there unless the user accepts the risk —
+    then the warning is shown (a SecurityWarning, whatever quiet mode says) and recorded in every artefact."""
+    from regenrt.errors import SecurityWarning, UnsafeTorchError
     from regenrt.models import checkpoint
 
     monkeypatch.setattr(checkpoint.torch, "__version__", version)
     path = tmp_path / "m.pt"
     torch.save({"w": torch.zeros(2)}, path)
-    warnings = checkpoint.load_checkpoint(path).warnings
-    assert any("CVE-2026-24747" in w for w in warnings) == warns
-    if warns:
-        assert checkpoint.torch_unpickler_warning() in warnings
+    if unsafe:
+        with pytest.raises(UnsafeTorchError, match="refusing to unpickle m.pt.*--accept-unsafe-torch"):
+            checkpoint.load_checkpoint(path)
+    loaded = checkpoint.load_checkpoint(path, accept_unsafe_torch=True)
+    assert any("CVE-2026-24747" in w for w in loaded.warnings) == unsafe
+    shown = [w for w in recwarn if issubclass(w.category, SecurityWarning)]
+    assert bool(shown) == unsafe and all("CVE-2026-24747" in str(w.message) for w in shown)
+    if version != "stub":  # (safetensors itself parses torch's version)
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, tmp_path / "m.safetensors")  # no unpickler: any torch
+        assert not checkpoint.load_checkpoint(tmp_path / "m.safetensors").warnings
+
+
+def test_quiet_export_still_prints_the_security_warning(tmp_path):
+    """A security warning is never silenced by -q: the export with an old torch (and the flag) prints it."""
+    import subprocess
+    import sys
+
+    from regenrt.models import create_model
+
+    path = tmp_path / "m.pt"
+    torch.save(create_model("pix2pix_unet", num_downs=5, ngf=4).state_dict(), path)
+    old_torch = ("import sys, torch; torch.__version__ = '2.9.1'; from regenrt.cli.export_engine import main; "
+                 "sys.exit(main(sys.argv[1:]))")
+    common = [str(path), "-o", str(tmp_path / "e"), "-q", "--precision", "fp32", "--cpu-engine", "onnxruntime",
+              "--int8", "off", "--parity-samples", "1", "--input-shape", "1x3x32x32"]
+    refused = subprocess.run([sys.executable, "-c", old_torch, *common], capture_output=True, text=True)
+    assert refused.returncode == 3 and "--accept-unsafe-torch" in refused.stderr and not (tmp_path / "e").exists()
+    accepted = subprocess.run([sys.executable, "-c", old_torch, *common, "--accept-unsafe-torch"],
+                              capture_output=True, text=True)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "SecurityWarning" in accepted.stderr and "CVE-2026-24747" in accepted.stderr
