@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArchitectureError
 from .registry import Architecture, Detection, register_architecture, task_from_head
 from .resnet import RESNET_SPECS, ResNetEncoder, resnet_encoder_name
 
@@ -112,7 +113,12 @@ def _build(config: dict[str, Any]) -> nn.Module:
 
 def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     needed = ("encoder.conv1.weight", "decoder.aspp.0.convs.0.0.weight", "segmentation_head.0.weight")
-    if not all(k in sd for k in needed):
+    missing = [k for k in needed if k not in sd]
+    if len(missing) == 1 and any(k.startswith("decoder.aspp.") for k in sd):  # the rest is a DeepLabV3+
+        raise ArchitectureError(f"the keys match DeepLabV3+ (encoder, ASPP decoder) except for the missing key "
+                                f"{missing[0]} (and whatever else that layer holds): the checkpoint was saved "
+                                "incompletely. Re-save the full model.state_dict().")
+    if missing:
         return None
     config = {
         "encoder": resnet_encoder_name(sd, "encoder.", "DeepLabV3+"),

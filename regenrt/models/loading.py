@@ -74,6 +74,7 @@ def _shape_report(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape conflicts", conflicts)):
         if items:
             more = f" … and {len(items) - 10} more" if len(items) > 10 else ""
+            title = title[:-1] if len(items) == 1 else title  # "1 missing key"
             parts.append(f"{len(items)} {title}: " + "; ".join(items[:10]) + more)
     return "\n  ".join(parts)
 
@@ -99,7 +100,10 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], arch_name: str | None = N
     if problems:
         detected = ", ".join(f"{k}={v}" for k, v in detection.config.items())
         raise ArchitectureError(
-            f"the checkpoint does not fit {arch.name} ({detected}; overrides {overrides or 'none'}):\n  {problems}"
+            f"the checkpoint's keys match {arch.name} ({detected}; overrides {overrides or 'none'}) except:\n  "
+            f"{problems}\nA missing key means the checkpoint was saved incompletely (re-save the full "
+            "model.state_dict()); a shape conflict, a different variant of the architecture (see --arch and the "
+            "architecture flags in --help)."
         )
     model.load_state_dict(sd, strict=True)
     model.eval()

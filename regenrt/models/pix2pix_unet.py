@@ -124,15 +124,20 @@ def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     blocks = _block_prefixes(sd)
     if not blocks:
         return None
-    first_norm = f"{blocks[0]}.model.2"
-    if f"{first_norm}.weight" in sd and f"{first_norm}.running_mean" in sd:
+    # BatchNorm has affine weights (the reference's InstanceNorm has none) and no conv biases; InstanceNorm convs
+    # have biases. Any block's norm decides, so that a checkpoint missing one layer's weights or statistics is
+    # still recognised and the strict load names exactly what is missing.
+    norms = [f"{b}.model.2" for b in blocks]
+    if any(f"{n}.weight" in sd for n in norms):
         norm = "batch"
-    elif f"{blocks[0]}.model.1.bias" in sd:
+    elif any(f"{b}.model.1.bias" in sd for b in blocks):
         norm = "instance"
     else:
         raise ArchitectureError(
-            "found pix2pix U-Net keys but cannot tell the norm layer: no BatchNorm weights and no conv biases "
-            f"under {first_norm!r}. Pass --norm batch or --norm instance."
+            "the keys match a pix2pix U-Net generator, but its norm layer cannot be told: no BatchNorm weights "
+            f"({', '.join(n + '.weight' for n in norms[:2])}, …) and no conv biases ({blocks[0]}.model.1.bias, …) "
+            "are in the checkpoint. If it was saved incompletely, re-save the full state_dict; otherwise pass "
+            "--norm batch or --norm instance."
         )
     head = sd["model.model.0.weight"]
     config = {

@@ -105,4 +105,4 @@ def test_parity_breach_exit_code_and_table(unet_ckpt, tmp_path):
 
 def test_flags_override_detection(unet_ckpt, tmp_path):
     result = cli(unet_ckpt, "-o", tmp_path / "out", "--ngf", "8", "-q")
-    assert result.returncode == 3 and "shape conflicts" in result.stderr and "ngf" in result.stderr
+    assert result.returncode == 3 and "shape conflict" in result.stderr and "ngf" in result.stderr

@@ -132,9 +132,9 @@ def test_mismatch_lists_missing_unexpected_and_shapes(unet):
     sd["extra.weight"] = torch.zeros(1)
     with pytest.raises(ArchitectureError) as err:
         build_from_state_dict(sd)
-    assert "1 missing keys: model.model.3.bias" in str(err.value)
-    assert "1 unexpected keys: extra.weight" in str(err.value)
-    with pytest.raises(ArchitectureError, match="shape conflicts: .*checkpoint .* vs model"):
+    assert "1 missing key: model.model.3.bias" in str(err.value)
+    assert "1 unexpected key: extra.weight" in str(err.value)
+    with pytest.raises(ArchitectureError, match="shape conflicts?: .*checkpoint .* vs model"):
         build_from_state_dict(unet.state_dict(), overrides={"ngf": 8})
 
 
@@ -197,3 +197,36 @@ def test_quiet_export_still_prints_the_security_warning(tmp_path):
                               capture_output=True, text=True)
     assert accepted.returncode == 0, accepted.stderr
     assert "SecurityWarning" in accepted.stderr and "CVE-2026-24747" in accepted.stderr
+
+
+def _without(sd, *keys):
+    return {k: v for k, v in sd.items() if k not in keys}
+
+
+@pytest.mark.parametrize("case", ["unet_first_bn_stats", "unet_all_running_means", "unet_deep_weight",
+                                  "deeplab_deep_weight", "deeplab_bn_stats", "deeplab_head"])
+def test_a_missing_key_is_named_with_the_architecture_the_rest_matched(case):
+    """A checkpoint missing a deep weight or a BatchNorm's running statistics: the error names the missing key(s)
+    and the architecture the rest matched (it used to be "cannot tell the norm layer" or "no known
+    architecture")."""
+    from regenrt.models import build_from_state_dict, create_model
+
+    if case.startswith("unet"):
+        sd = create_model("pix2pix_unet", num_downs=5, ngf=4).state_dict()
+        means = [k for k in sd if k.endswith("running_mean")]
+        drop = {"unet_first_bn_stats": [means[0], means[0].replace("mean", "var")],
+                "unet_all_running_means": means,
+                "unet_deep_weight": ["model.model.1.model.3.model.3.model.5.weight"]}[case]
+        arch = "pix2pix_unet"
+    else:
+        sd = create_model("deeplabv3plus_r18", in_channels=1, classes=1).state_dict()
+        drop = {"deeplab_deep_weight": ["encoder.layer4.1.conv2.weight"],
+                "deeplab_bn_stats": ["encoder.layer3.0.bn1.running_var"],
+                "deeplab_head": ["segmentation_head.0.weight"]}[case]
+        arch = "DeepLabV3+" if case == "deeplab_head" else "deeplabv3plus"
+    with pytest.raises(ArchitectureError) as err:
+        build_from_state_dict(_without(sd, *drop))
+    message = str(err.value)
+    assert f"match {arch}" in message, message
+    assert all(k in message for k in drop[:10]), message
+    assert "cannot tell the norm" not in message and "any known architecture" not in message
