@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -112,28 +113,54 @@ def csv_bytes(header: list[str], rows) -> bytes:
     return buf.getvalue().encode("utf-8", "backslashreplace")
 
 
+NPY_KINDS = "biufc"  # booleans, integers, floats, complex: what a phase map or a picture can hold
+NPY_MAX_ITEMSIZE = 16  # complex128 / float128
+NPY_MAX_HEADER = 10_000
+
+
 def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A ``.npy`` array whose header was checked first: no pickles, at most ``max_pixels`` values per plane and 4
-    planes (a header declaring 1e5 x 1e5 is refused before any allocation). The dtype is left as stored: the task's
-    ``prepare`` normalizes it (:func:`native_float`), for files and for the Python API alike."""
+    """A ``.npy`` array whose header was checked first: numbers only (no pickles, strings or records), at most
+    ``max_pixels`` values per plane and 4 planes, and as many data bytes in the file as the header promises — so a
+    header declaring 1e5 x 1e5, or a giant dtype, is refused before any allocation. Any malformed file is an
+    :class:`InputError` (NumPy's header parser raises SyntaxError, tokenize.TokenError, ValueError... for fuzzed
+    headers). The dtype is left as stored: the task's ``prepare`` normalizes it (:func:`native_float`), for files and
+    for the Python API alike."""
     with open(path, "rb") as fh:
         try:
             version = np.lib.format.read_magic(fh)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown format version {version[0]}.{version[1]}")
+            start = fh.tell()
+            width = 2 if version == (1, 0) else 4  # the header's length field, read before NumPy reads that many
+            length = int.from_bytes(fh.read(width), "little")
+            if length > NPY_MAX_HEADER:
+                raise ValueError(f"a header of {length} bytes (at most {NPY_MAX_HEADER} are read)")
+            fh.seek(start)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh, max_header_size=10_000)
-        except (ValueError, OSError, EOFError, SyntaxError) as exc:
-            raise InputError(f"not a readable .npy array: {exc}") from None
+            shape, fortran, dtype = read(fh, max_header_size=NPY_MAX_HEADER)
+            offset = fh.tell()
+        except Exception as exc:  # noqa: BLE001 - a fuzzed header makes NumPy's parser fail in many ways
+            raise InputError(f"not a readable .npy array: malformed header ({exc})"[:300]) from None
     if dtype.hasobject:
         raise InputError("the .npy array holds Python objects (a pickle): refused; save plain numbers.")
-    planes = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-    pixels = int(shape[-2]) * int(shape[-1]) if len(shape) >= 2 else int(np.prod(shape))
+    if dtype.kind not in NPY_KINDS or dtype.itemsize > NPY_MAX_ITEMSIZE or dtype.subdtype is not None:
+        raise InputError(f"the .npy array holds {dtype} values: refused; save plain numbers (floats, integers).")
+    dims = [int(d) for d in shape]
+    planes = math.prod(dims[:-2]) if len(dims) > 2 else 1
+    pixels = dims[-2] * dims[-1] if len(dims) >= 2 else math.prod(dims)
     if pixels > max_pixels or planes > 4:
-        raise InputError(f"the .npy array is {'x'.join(map(str, shape))}: more than --max-pixels {max_pixels} "
+        raise InputError(f"the .npy array is {'x'.join(map(str, dims))}: more than --max-pixels {max_pixels} "
                          "per plane (or more than 4 planes); refused before loading.")
+    size = path.stat().st_size - offset
+    needed = math.prod(dims) * dtype.itemsize
+    if size < needed:
+        raise InputError(f"the .npy file is truncated: its header promises {needed} bytes of data, it holds {size}.")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"not a readable .npy array: {exc}") from None
+    except MemoryError:
+        raise InputError(f"not enough memory to load a {'x'.join(map(str, dims))} {dtype} array.") from None
+    except Exception as exc:  # noqa: BLE001 - whatever NumPy raises on a bad file is this file's problem
+        raise InputError(f"not a readable .npy array ({exc})"[:300]) from None
     return arr
 
 

@@ -241,3 +241,81 @@ def test_npy_header_is_checked_before_loading(deeplab_engine_dir, tmp_path):
                             tmp_path / "o")
     assert (summary.done, summary.failed) == (1, 1)
     assert "refused before loading" in errors_csv(tmp_path / "o")["huge"]
+
+
+def _fuzzed_npy(rng, n):
+    """Corrupted headers, truncated data, absurd shapes and dtypes: what a fuzzer feeds the decoder."""
+    import io as _io
+
+    good = _io.BytesIO()
+    np.save(good, rng.uniform(-3, 3, (16, 16)).astype("<f4"))
+    base = good.getvalue()
+    header_end = base.index(b"\n") + 1
+    headers = [b"{'descr': '<f4', 'fortran_order': False, 'shape': (16, 16), }",
+               b"{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }",
+               b"{'descr': '|V1000000000', 'fortran_order': False, 'shape': (2, 2), }",
+               b"{'descr': '<U200000000', 'fortran_order': False, 'shape': (1, 1), }",
+               b"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4, 4, 4, 64, 64), }",
+               b"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 1), }",
+               b"{'descr': '<f4', 'fortran_order': False, 'shape': (-5, 16), }",
+               b"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (16, 16), }",
+               b"{'descr': '<f4', 'fortran_order': False, 'shape': (16, 16), 'x': \"\"\"}",
+               b"{'descr': '<f4', 'fortran_order': False, 'shape': (16, 16)"]
+    for k in range(n):
+        kind = k % 4
+        if kind == 0:  # a byte of the header flipped
+            data = bytearray(base)
+            data[rng.integers(6, header_end)] = rng.integers(0, 256)
+        elif kind == 1:  # truncated anywhere
+            data = base[:rng.integers(0, len(base))]
+        elif kind == 2:  # a chosen absurd header, with or without data
+            text = headers[k // 4 % len(headers)]
+            data = b"\x93NUMPY\x01\x00" + len(text + b"\n").to_bytes(2, "little") + text + b"\n"
+            data += base[header_end:][:rng.integers(0, 2048)]
+        else:  # random bytes in the header's dict
+            data = bytearray(base)
+            for _ in range(4):
+                data[rng.integers(10, header_end - 1)] = rng.choice(list(b"(){}[],:'0123456789<>fuUVO \""))
+        yield bytes(data)
+
+
+def test_fuzzed_npy_files_are_input_errors_and_allocate_nothing(tmp_path):
+    """Every fuzzed .npy becomes an InputError with a reason (a fuzzer found tokenize.TokenError from NumPy's header
+    parser, and a MemoryError for a shape the pixel limit did not stop); nothing is allocated for a header that
+    promises more than the limit."""
+    import tracemalloc
+
+    from regenrt.errors import InputError
+    from regenrt.runtime.io import load_npy_checked
+
+    rng = np.random.default_rng(11)
+    path = tmp_path / "f.npy"
+    outcomes = {"ok": 0, "input_error": 0}
+    tracemalloc.start()
+    try:
+        for data in _fuzzed_npy(rng, 1600):
+            path.write_bytes(data)
+            tracemalloc.reset_peak()
+            try:
+                load_npy_checked(path, max_pixels=1 << 20)
+                outcomes["ok"] += 1
+            except InputError as exc:
+                assert str(exc), "an InputError must say why"
+                outcomes["input_error"] += 1
+            assert tracemalloc.get_traced_memory()[1] < 64 << 20  # no allocation beyond the limit's size
+    finally:
+        tracemalloc.stop()
+    assert outcomes["input_error"] > 800 and outcomes["ok"] > 0
+
+
+def test_fuzzed_npy_in_a_run_are_rows_of_errors_csv(deeplab_engine_dir, tmp_path):
+    rng = np.random.default_rng(12)
+    (tmp_path / "in").mkdir()
+    for k, data in enumerate(_fuzzed_npy(rng, 24)):
+        (tmp_path / "in" / f"f{k:02d}.npy").write_bytes(data)
+    summary = run_directory(Engine.load(deeplab_engine_dir / "model.onnx", device="cpu"), tmp_path / "in",
+                            tmp_path / "o", RunOptions(batch_size=4))
+    assert summary.done + summary.failed == 24 and summary.failed > 0
+    reasons = errors_csv(tmp_path / "o")
+    assert len(reasons) == summary.failed and all(r for r in reasons.values())
+    assert not any("TokenError" in r or "MemoryError" in r for r in reasons.values())
