@@ -10,10 +10,11 @@ batched numba CUDA launchers of :mod:`regenrt.kernels.numba_cuda`.
 
 Per batch and shape: the raw inputs are stacked into the shape's pinned host buffers (the only per-item host work
 before the GPU), then either the captured graph is replayed or the same steps run eagerly, then one synchronize,
-then the task reads its results out of the pinned output buffers. The graph is captured (thread-local capture mode:
-another thread's allocation or synchronize cannot invalidate it) on a shape's second batch, checked once (replayed
-over two different poisons of the outputs: every output byte must be rewritten, and equal the eager result), and
-dropped when the runner's buffers for the shape change. Off switch: ``RunOptions(pipeline_graph=False)``,
+then the task reads its results out of the pinned output buffers. The graph is captured (thread-local capture mode,
+one capture at a time in the process) on a shape's second batch, checked once (replayed over two different poisons
+of the outputs: every output byte must be rewritten, and equal the eager result), replayed on the runner's stream,
+and dropped when the runner's buffers for the shape change. A capture that fails or does not pass the check is
+reported once (a RuntimeWarning) and that shape runs its steps eagerly — same results, never a failed item. Off switch: ``RunOptions(pipeline_graph=False)``,
 ``run-infer --no-pipeline-graph`` or ``REGENRT_PIPELINE_GRAPH=0``.
 
 Device interface of a runner::
@@ -101,7 +102,8 @@ class Slot:
         self.host_out: dict[str, np.ndarray] = {}
         self._buffers: dict[tuple, Any] = {}
         self.graph = None
-        self.engine_buffers: tuple | None = None  # the runner's (input, output) the graph was captured with
+        self.engine_buffers: tuple = (None, None)  # the runner's (input, output) the graph was captured with
+        self.capture_failed: str | None = None
         self.runs = 0
 
     @property
@@ -212,15 +214,24 @@ def run_batch(engine, runtime, batch: list, options) -> list:
 
 def _run(slot: Slot, hooks: DeviceTask, engine, options, shape, inp, out) -> None:
     runner = engine.runner
-    if slot.graph is not None and slot.engine_buffers != (id(inp), id(out)):
+    use_graph = graphs_enabled(options)
+    if slot.graph is not None and not (slot.engine_buffers[0] is inp and slot.engine_buffers[1] is out):
         slot.graph = None  # the runner's buffers for this shape were made anew: the graph points at the old ones
-    capturable = hasattr(runner, "capture") and hasattr(runner, "enqueue") and graphs_enabled(options)
+    capturable = use_graph and hasattr(runner, "capture") and hasattr(runner, "enqueue") and not slot.capture_failed
     if slot.graph is None and capturable and slot.runs >= 1:  # after one eager batch: kernels compiled, engine warm
-        slot.graph = _capture(slot, hooks, engine, options, shape, inp, out)
-        slot.engine_buffers = (id(inp), id(out))
-        return  # the check's replays computed this batch already
-    if slot.graph is not None:
-        slot.graph.replay()
+        try:
+            slot.graph = _capture(slot, hooks, engine, options, shape, inp, out)
+            slot.engine_buffers = (inp, out)  # kept (compared by identity): a new buffer means a new graph
+            return  # the check's replays computed this batch already
+        except Exception as exc:  # noqa: BLE001 - this shape runs eagerly from now on, and the user is told
+            slot.capture_failed = f"{type(exc).__name__}: {exc}"
+            import warnings
+
+            warnings.warn(f"the pipeline's CUDA graph for a {shape} batch could not be used ({slot.capture_failed}); "
+                          "this shape runs its steps eagerly (slower, same results). Report this; "
+                          "--no-pipeline-graph silences it.", RuntimeWarning, stacklevel=2)
+    if slot.graph is not None and use_graph:
+        slot.graph.replay()  # on the runner's stream (cuda_graph.Graph)
     else:
         slot.enqueue(hooks, engine, options, lambda: runner.execute(shape), inp, out)
     runner.stream.synchronize()
@@ -232,7 +243,10 @@ def _capture(slot: Slot, hooks: DeviceTask, engine, options, shape, inp, out):
     slot.enqueue(hooks, engine, options, lambda: runner.execute(shape), inp, out)
     runner.stream.synchronize()
     eager = {name: host.copy() for name, host in slot.host_out.items()}
-    graph = runner.capture(lambda: slot.enqueue(hooks, engine, options, lambda: runner.enqueue(shape), inp, out))
+    from numba import cuda
+
+    with cuda.defer_cleanup():  # numba frees nothing (a cuMemFree invalidates a capture) while the work is captured
+        graph = runner.capture(lambda: slot.enqueue(hooks, engine, options, lambda: runner.enqueue(shape), inp, out))
     replays = []
     for poison in (0x00, 0xFF):
         for host in slot.host_out.values():
@@ -243,9 +257,7 @@ def _capture(slot: Slot, hooks: DeviceTask, engine, options, shape, inp, out):
     for name, want in eager.items():
         a, b = replays[0][name], replays[1][name]
         if not np.array_equal(a.view(np.uint8), b.view(np.uint8)) or not _close(want, a):
-            raise RegenrtError(f"the pipeline's CUDA graph for a {shape} batch did not rewrite {name!r} as the eager "
-                               "pipeline does; run without it (run-infer --no-pipeline-graph, or "
-                               "REGENRT_PIPELINE_GRAPH=0) and report this.")
+            raise RegenrtError(f"its replay did not rewrite {name!r} as the eager pipeline does")
     return graph
 
 

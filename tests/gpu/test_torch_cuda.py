@@ -148,10 +148,12 @@ def test_capture_survives_another_thread_allocating(gpu_export):
     engine = Engine.load(gpu_export / "model.torch.pt", device="cuda")
     stop = threading.Event()
 
-    def noisy():
-        while not stop.is_set():
-            torch.empty(1 << 20, device="cuda")
-            torch.cuda.synchronize()
+    def noisy():  # its own stream, and a stream synchronize (a device-wide one breaks any capture, in any mode)
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            while not stop.is_set():
+                (torch.empty(1 << 20, device="cuda") + 1).sum()
+                stream.synchronize()
 
     worker = threading.Thread(target=noisy)
     worker.start()
@@ -166,21 +168,21 @@ def test_capture_survives_another_thread_allocating(gpu_export):
 
 def test_pipeline_graph_matches_the_eager_pipeline(gpu_export, tmp_path):
     """run-infer's whole device pipeline captured in one CUDA graph per shape gives the eager pipeline's files."""
-    engine = Engine.load(gpu_export, device="cuda")
     pictures = synthetic_pictures(6, 256, 256, 3, seed=3)
     masks = box_masks(6, 256, 256, seed=4)[0] * 255
     for i, (p, m) in enumerate(zip(pictures, masks)):
         save_png(tmp_path / "in" / f"p{i}.png", p)
         save_png(tmp_path / "masks" / f"p{i}.png", m)
-    outs = {}
-    for graph in (True, False):
+    outs, engines = {}, {}
+    for graph in (False, True):  # a fresh engine each: the graph compared with the eager steps, not with itself
+        engines[graph] = engine = Engine.load(gpu_export, device="cuda")
         options = RunOptions(batch_size=2, masks=tmp_path / "masks", pipeline_graph=graph)
         summary = run_directory(engine, tmp_path / "in", tmp_path / f"out{graph}", options)
         assert (summary.done, summary.failed) == (6, 0), summary.errors
         outs[graph] = [read_png(tmp_path / f"out{graph}" / f"p{i}.png") for i in range(6)]
     from regenrt.runtime.device import staging
 
-    stage, _ = staging(engine.runner)
-    assert any(slot.graph is not None for slot in stage.slots.values())
+    assert not any(slot.graph is not None for slot in staging(engines[False].runner)[0].slots.values())
+    assert any(slot.graph is not None for slot in staging(engines[True].runner)[0].slots.values())
     for a, b in zip(outs[True], outs[False]):
         assert np.mean(a != b) <= 1e-3  # FP16 engine replayed vs eager: at most rare rounding ties

@@ -307,8 +307,6 @@ def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task)
 
 
 def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
-    from regenrt.errors import RegenrtError
-
     cpu = tiny_engines["segmentation"]
     items = _items("segmentation", 3)
     off = GraphRunner(cpu.runner)
@@ -321,10 +319,23 @@ def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
               RunOptions(batch_size=1, kernels=get_kernels("numpy"))).predict_many(items)
     assert env_off.captures == 0
     monkeypatch.delenv("REGENRT_PIPELINE_GRAPH")
-    stale = GraphRunner(cpu.runner, replays_work=False)  # a graph whose replay rewrites nothing
-    with pytest.raises(RegenrtError, match="did not rewrite .* --no-pipeline-graph"):
-        Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, stale),
-                  RunOptions(batch_size=1, kernels=get_kernels("numpy"))).predict_many(items)
+    on = GraphRunner(cpu.runner)  # a graph made, then the switch turned off: the graph is not replayed any more
+    engine = Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, on)
+    Predictor(engine, RunOptions(batch_size=1, kernels=get_kernels("numpy"))).predict_many(items)
+    replays = on.replays
+    Predictor(engine, RunOptions(batch_size=1, pipeline_graph=False, kernels=get_kernels("numpy"))).predict_many(items)
+    assert on.captures == 1 and on.replays == replays
+
+    stale = GraphRunner(cpu.runner, replays_work=False)  # a graph whose replay rewrites nothing: refused by the check
+    expected = Predictor(_on_simulated_gpu(cpu), RunOptions(batch_size=1, kernels=get_kernels("numpy"))
+                         ).predict_many(items)
+    with pytest.warns(RuntimeWarning, match="could not be used .*did not rewrite .*runs its steps eagerly"):
+        got = Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, stale),
+                        RunOptions(batch_size=1, kernels=get_kernels("numpy"))).predict_many(items)
+    assert stale.captures == 1  # tried once for the shape, not on every batch
+    for e, g in zip(expected, got):  # and every item still right (eager)
+        for suffix in e:
+            assert np.array_equal(e[suffix], g[suffix])
 
 
 def test_pipeline_graph_recaptured_when_the_runners_buffers_change(tiny_engines):

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...errors import RegenrtError
 from .. import lru
-from ..cuda_graph import capture, gpu_memory, reserved
+from ..cuda_graph import capture, gpu_memory, held_since, start_measuring
 
 FORMAT = "regenrt-torch/1"
 WARMUP = 3  # eager iterations on the capture stream before a CUDA graph is recorded (cuDNN autotuning, allocator)
@@ -133,7 +133,7 @@ class TorchRunner:
 
     def _allocate(self, shape: tuple) -> tuple:
         torch = self.torch
-        before = reserved(torch) if self.device == "cuda" else 0
+        before = start_measuring(torch) if self.device == "cuda" else 0
         # inference tensors: every later write to them (infer's copy, the pipeline's kernels via the device
         # interface, the replay check) happens under inference mode too
         with torch.inference_mode(), self._on_stream():
@@ -146,7 +146,7 @@ class TorchRunner:
                 graph = capture(torch, self.torch_stream, lambda: out.copy_(self._forward(inp)))
                 _check_replay(torch, graph, inp, out, self._forward, self.torch_stream)
         self.synchronize()
-        held = (reserved(torch) - before) if self.device == "cuda" else 0  # buffers + the graph's memory pool
+        held = held_since(torch, before) if self.device == "cuda" else 0  # buffers + the forward's peak (graph pool)
         return inp, out, graph, max(held, inp.numel() * 4 + out.numel() * 4)
 
     def execute(self, shape: tuple) -> None:
