@@ -61,6 +61,10 @@ def _items(directory: Path, options: RunOptions) -> list[Item]:
     names = [p.name for _, p in pairs]
 
     def make(item_id: str, path: Path) -> Item:
+        unsafe = submission_id_problem(item_id) if options.submission else None
+        if unsafe:
+            return Item(item_id, (path,), error=f"its id {item_id!r} cannot be written in {options.submission.name} "
+                                                f"as it is ({unsafe}); rename the file")
         if options.boxes:
             rel = path.relative_to(directory).as_posix()
             if rel in boxes:
@@ -165,6 +169,25 @@ def _check(options: RunOptions) -> None:
         raise InputError(f"--boxes {str(options.boxes)!r} does not exist.")
     if options.masks and not options.masks.is_dir():
         raise InputError(f"--masks {str(options.masks)!r} is not a directory.")
+
+
+SUBMISSION_UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets run as a formula (OWASP)
+SUBMISSION_UNSAFE_CHARS = {",": "a comma", '"': "a quote", "\n": "a line break", "\r": "a line break"}
+
+
+def submission_id_problem(item_id: str) -> str | None:
+    """Why ``item_id`` cannot be a submission id written faithfully and safely (None: it can). Ids are written as
+    they are — never quoted, escaped or prefixed — so that every id matches its picture."""
+    if item_id.startswith(SUBMISSION_UNSAFE_START):
+        return f"it starts with {item_id[0]!r}, which spreadsheets run as a formula"
+    for char, what in SUBMISSION_UNSAFE_CHARS.items():
+        if char in item_id:
+            return f"it holds {what}, which the id,value format cannot hold unquoted"
+    try:
+        item_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8"
+    return None
 
 
 def submission_rows(item_id: str, picture: np.ndarray, boxes: list[tuple[int, int, int, int]]):
