@@ -37,6 +37,7 @@ def signatures() -> dict[str, tuple]:
         "_rgb_batch_kernel": (a(u8, 4), a(f32, 1), a(f32, 1), a(f32, 4), i64),
         "_composite_batch_kernel": (a(f32, 4), a(u8, 4), a(u8, 3), a(f32, 3), flag, flag, a(u8, 4), a(i32, 2), flag),
         "_argmax_batch_kernel": (a(f32, 4), a(u8, 2), a(u8, 3), a(u8, 4), a(i32, 2), flag),
+        "_phase_finish_batch_kernel": (a(f32, 4), f64, f64, f64, a(u8, 3), a(f64, 3)),
     }
 
 

@@ -284,6 +284,75 @@ def _argmax_batch_kernel(logits, palette, labels, colours, bad, track):
     _vote(bad, b, flag, track)
 
 
+@cuda.jit(device=True)
+def _block_stats(low, high, clipped, bad):
+    """Tree reduction of a block's shared arrays (THREADS long each) in one pass: min of ``low``, max of ``high``,
+    sums of ``clipped`` and ``bad``, into element 0. Every thread of the block must call it."""
+    t = cuda.threadIdx.x
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            low[t] = min(low[t], low[t + step])
+            high[t] = max(high[t], high[t + step])
+            clipped[t] += clipped[t + step]
+            bad[t] += bad[t + step]
+        cuda.syncthreads()
+        step //= 2
+
+
+@cuda.jit(cache=True)
+def _phase_finish_batch_kernel(outputs, lo, hi, top, quantized, stats):
+    """Model outputs (N x 1 x H x W) -> ``quantized[b]`` = rint(clip((y - lo) / (hi - lo), 0, 1) * top) (float64
+    math, as the host's ``finish``); ``stats[b, block]`` = (min, max, values outside [lo, hi], non-finite count) of
+    the block's pixels, written unconditionally (no zeroing between batches)."""
+    b, i = _pixel()
+    h, w = quantized.shape[1], quantized.shape[2]
+    low = cuda.shared.array(THREADS, np.float64)
+    high = cuda.shared.array(THREADS, np.float64)
+    clipped = cuda.shared.array(THREADS, np.float64)
+    bad = cuda.shared.array(THREADS, np.float64)
+    t = cuda.threadIdx.x
+    low[t], high[t], clipped[t], bad[t] = np.inf, -np.inf, 0.0, 0.0
+    if i < h * w:
+        y, x = i // w, i % w
+        v = np.float64(outputs[b, 0, y, x])
+        if math.isfinite(v):
+            low[t], high[t] = v, v
+            clipped[t] = 1.0 if (v < lo or v > hi) else 0.0
+            s = min(max((v - lo) / (hi - lo), 0.0), 1.0) * top
+            quantized[b, y, x] = round(s)
+        else:
+            bad[t] = 1.0
+            quantized[b, y, x] = 0
+    cuda.syncthreads()
+    _block_stats(low, high, clipped, bad)
+    if t == 0:
+        stats[b, cuda.blockIdx.x, 0] = low[0]
+        stats[b, cuda.blockIdx.x, 1] = high[0]
+        stats[b, cuda.blockIdx.x, 2] = clipped[0]
+        stats[b, cuda.blockIdx.x, 3] = bad[0]
+
+
+def phase_finish_batch(outputs, quantized, stats, output_range, *, stream=None) -> None:
+    """The phase task's finish on the device: N x 1 x H x W float32 model outputs -> ``quantized`` (B x H x W, uint8
+    or uint16: the PNG's values for ``output_range`` (lo, hi)) and ``stats`` (B x ``blocks(H*W)`` x 4 float64: per
+    block min, max, values outside the range, non-finite values) for the run's report and the NaN/Inf check."""
+    quantized = _device("quantized", quantized, (np.uint8, np.uint16))
+    if quantized.ndim != 3:
+        raise InputError(f"quantized has shape {tuple(quantized.shape)}; expected BxHxW uint8 or uint16.")
+    n, h, w = quantized.shape
+    outputs = _nchw("outputs", outputs, n, h, w, 1)
+    stats = _device("stats", stats, (np.float64,))
+    if tuple(stats.shape) != (n, blocks(h * w), 4):
+        raise InputError(f"stats has shape {tuple(stats.shape)}; expected ({n}, {blocks(h * w)}, 4).")
+    lo, hi = (float(v) for v in output_range)
+    if not hi > lo:
+        raise InputError(f"output_range must be (low, high) with low < high, got {output_range}.")
+    top = 65535.0 if np.dtype(quantized.dtype) == np.uint16 else 255.0
+    grid, block = _grid(n, h * w)
+    _phase_finish_batch_kernel[grid, block, _stream(stream)](outputs, lo, hi, top, quantized, stats)
+
+
 # --- launchers ------------------------------------------------------------------------------------------------
 def _nchw(name: str, out, items: int, h: int, w: int, channels: int | None = None):
     out = _device(name, out, (np.float32,))

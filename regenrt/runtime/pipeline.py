@@ -1,8 +1,9 @@
 """``run_directory``: an engine applied to a directory of inputs, pipelined, resumable, losing nothing.
 
 Decoding + preprocessing and postprocessing + encoding + writing run in worker threads around inference on the
-calling thread (or, for an engine that runs several batches at once, ``engine.requests`` inference threads with
-one more batch queued behind them); at most ``prefetch`` items are decoded ahead and at most ``prefetch`` wait to be written, so
+calling thread (for an engine that runs several batches at once, ``engine.requests`` inference threads with one
+more batch queued behind them; for a GPU engine, one thread of its own for the device stage with the next batch
+queued behind it); at most ``prefetch`` items are decoded ahead and at most ``prefetch`` wait to be written, so
 memory stays bounded whatever the number of inputs. Items of one shape are batched together (``batch_size``,
 the last batch may be partial). Each output is written atomically; the manifest records an item only after all
 its outputs are in place. A bad item becomes a row of ``errors.csv`` and the run goes on.
@@ -119,8 +120,12 @@ class _Run:
         self.on_device = on_device(engine)
         self._stage_lock = threading.Lock()
         self.inflight: deque = deque()
-        self.infer_pool = ThreadPoolExecutor(engine.requests, thread_name_prefix="regenrt-infer") \
-            if engine.requests > 1 and not self.on_device else None
+        # inference off the main thread when the engine runs several batches at once (OpenVINO's throughput mode)
+        # or on a GPU engine: its stage (fill, graph replay, synchronize, results) runs on a thread of its own
+        # while the main thread gathers the next batch and hands out writes
+        self.in_flight = engine.requests if not self.on_device else 1
+        self.infer_pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="regenrt-infer") \
+            if engine.requests > 1 or self.on_device else None
         self.fault: str | None = None  # set by an environment or engine fault: the run stops
         self.fault_advice = ENVIRONMENT_ADVICE
         self.reports: list[dict] = []  # what finish reported per written item (list.append is thread-safe)
@@ -203,7 +208,7 @@ class _Run:
         self.inflight.append((batch, self.infer_pool.submit(self._infer_batch, batch)))
         # one batch more than the engine runs at once waits queued, so a request that finishes starts the next
         # batch at once instead of idling while this thread hands out writes and gathers the next batch
-        self.drain_inflight(pool, writes, self.engine.requests)
+        self.drain_inflight(pool, writes, self.in_flight)
 
     def drain_inflight(self, pool: ThreadPoolExecutor, writes: deque, keep: int) -> None:
         while len(self.inflight) > keep:

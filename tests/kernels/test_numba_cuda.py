@@ -253,3 +253,28 @@ def test_threads_of_a_warp_take_neighbouring_pixels():
     got = out.copy_to_host()
     i = np.arange(pixels)
     assert (got[:, :, 0] == i % kc.THREADS).all() and (got[:, :, 1] == i // kc.THREADS).all()
+
+
+@pytest.mark.parametrize("top", [255, 65535])
+def test_phase_finish_on_the_device_equals_the_host_finish(top):
+    """Quantization to the PNG's values and the per-item statistics (span, share clipped, NaN/Inf) on the device:
+    the same numbers as the host's finish (float64 math both sides), so only uint8/uint16 come back."""
+    n, h, w = 3, 20, 30
+    outputs = rng.uniform(-0.3, 1.3, (n, 1, h, w)).astype(np.float32)
+    outputs[0, 0, 0, 0] = 0.5 / 255  # a rounding tie
+    outputs[2, 0, 19, 29] = np.nan
+    lo, hi = -0.1, 1.2
+    dtype = np.uint16 if top == 65535 else np.uint8
+    quantized = cuda.to_device(np.full((n, h, w), 7, dtype))
+    stats = cuda.to_device(np.full((n, kc.blocks(h * w), 4), 9.0))
+    kc.phase_finish_batch(cuda.to_device(outputs), quantized, stats, (lo, hi))
+    q, st = quantized.copy_to_host(), stats.copy_to_host()
+    for i in range(2):
+        raw = outputs[i, 0].astype(np.float64)
+        want = np.rint(np.clip((raw - lo) / (hi - lo), 0.0, 1.0) * top).astype(dtype)
+        assert np.array_equal(q[i], want)
+        assert st[i, :, 0].min() == raw.min() and st[i, :, 1].max() == raw.max()
+        assert st[i, :, 2].sum() == np.sum((raw < lo) | (raw > hi)) and not st[i, :, 3].any()
+    assert st[2, :, 3].tolist() == [0, 0, 1]  # the NaN: item 2, third block
+    with pytest.raises(InputError, match="low < high"):
+        kc.phase_finish_batch(cuda.to_device(outputs), quantized, stats, (1.0, 1.0))

@@ -340,13 +340,33 @@ def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
 
 def test_pipeline_graph_recaptured_when_the_runners_buffers_change(tiny_engines):
     """A runner that evicted and re-made a shape's buffers: the old graph points at freed memory — never replay it."""
-    cpu = tiny_engines["phase-recovery"]
+    cpu = tiny_engines["segmentation"]
     runner = GraphRunner(cpu.runner)
     predictor = Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, runner),
                           RunOptions(batch_size=1, kernels=get_kernels("numpy")))
-    items = _items("phase-recovery", 3)
+    items = _items("segmentation", 3)
     predictor.predict_many(items[:2])
     assert runner.captures == 1
     runner._slots.clear()  # the runner dropped its buffers (its own LRU)
     predictor.predict_many(items[2:])
     assert runner.captures == 2
+
+
+def test_the_device_stage_runs_on_its_own_thread(tiny_engines, tmp_path):
+    """The GPU stage (fill, replay, synchronize, results) does not block the main thread: it runs on one inference
+    thread of its own, the next batch queued behind it (the main thread gathers decodes and hands out writes)."""
+    import threading
+
+    cpu = tiny_engines["segmentation"]
+    gpu = _on_simulated_gpu(cpu)
+    threads = []
+    host = gpu.runner.host
+    gpu.runner.host = type("Where", (), {"infer": staticmethod(
+        lambda x: (threads.append(threading.current_thread().name), host.infer(x))[1])})()
+    (tmp_path / "in").mkdir()
+    for i, item in enumerate(_items("segmentation", 4)):
+        save_png(tmp_path / "in" / f"p{i}.png", item["picture"])
+    summary = run_directory(gpu, tmp_path / "in", tmp_path / "out", RunOptions(batch_size=2))
+    assert (summary.done, summary.failed) == (4, 0)
+    executed = threads[-2:]  # the two batches (earlier entries: the buffers' shape probe)
+    assert executed and all(name.startswith("regenrt-infer") for name in executed), threads
