@@ -124,7 +124,7 @@ def _graph_denominators(engine, shape) -> dict:
         runner.buffers(shape)
         engine_ms = _events_ms(torch, runner.torch_stream, lambda: runner.execute(shape))
         stage, _ = staging(runner)
-        graphs = [slot.graph for key, slot in stage.slots._entries.items() if key[0] == shape and slot.graph]
+        graphs = [slot.graph for key, slot in stage.slots.items() if key[0] == shape and slot.graph]
         pipeline_ms = _events_ms(torch, runner.torch_stream, graphs[0].replay) if graphs else None
     out = {"graph_items_per_s": shape[0] / engine_ms * 1e3, "engine_graph_ms": engine_ms}
     if pipeline_ms is not None:

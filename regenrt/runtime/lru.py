@@ -73,6 +73,9 @@ class Bounded:
     def keys(self):
         return self._entries.keys()
 
+    def items(self):
+        return self._entries.items()
+
     @property
     def nbytes(self) -> int:
         """Bytes held now (measured on demand: an entry may grow after it is made, e.g. buffers filled later)."""
