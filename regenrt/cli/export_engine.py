@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch ONNX exporter (default torchscript: ~10x faster on these CNNs)")
     gate = parser.add_argument_group("parity gate")
     gate.add_argument("--samples", metavar="DIR",
-                      help="your own inputs checked too: .npy model-ready arrays or pictures (task preprocessing)")
+                      help="your own inputs: .npy model-ready arrays or pictures (task preprocessing); sorted by "
+                           "name, every second file calibrates (FP16 ranges, INT8) and the others are judged by the "
+                           "gate, so the gate never judges on what calibrated (one file: judged only)")
     gate.add_argument("--parity-samples", type=int, default=4, metavar="N", help="synthetic inputs (default 4)")
     gate.add_argument("--calibration-samples", type=int, default=8, metavar="N",
                       help="synthetic task inputs for FP16 range calibration (default 8)")

@@ -145,7 +145,8 @@ def _parity_cases(task, config, shape, dynamic_hw, multiple, samples, n_parity, 
         files = sorted(p for p in Path(samples).iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:
             raise InputError(f"--samples {str(samples)!r} holds no files.")
-        for i, path in enumerate(files):
+        for i, path in enumerate(files):  # every second file calibrates; the others are held out for the gate
+            kind = "calibration" if i % 2 == 1 else "sample"
             try:
                 x = load_sample(path, task, config, seed + i)[None]
             except InputError:
@@ -155,8 +156,13 @@ def _parity_cases(task, config, shape, dynamic_hw, multiple, samples, n_parity, 
             _check_shape(x.shape, c, multiple, None if dynamic_hw else (h, w), f"sample {path.name}")
             if not np.isfinite(x).all():
                 raise InputError(f"sample {path.name} holds NaN or Inf values.")
-            cases.append((f"sample {path.name}", x.astype(np.float32)))
+            cases.append((f"{kind} {path.name}", x.astype(np.float32)))
     return cases
+
+
+def _gate_cases(cases: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """The cases the gate judges: never the ``--samples`` files that calibrated (FP16 ranges, INT8)."""
+    return [(name, x) for name, x in cases if not name.startswith("calibration ")]
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLike | None = None, *,
@@ -340,9 +346,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     fp32_path = work / ARTEFACT_NAMES["fp32"]
     graph = export_onnx(model, fp32_path, example=torch.zeros(shape), dynamic_hw=p.dynamic_hw,
                         spatial_multiple=p.multiple, exporter=p.exporter)
-    cases = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
+    every_case = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
+    cases = _gate_cases(every_case)
     with torch.no_grad():
-        references = [model(torch.from_numpy(x)).numpy() for _, x in cases]
+        references = [model(torch.from_numpy(x)).numpy() for _, x in every_case]
     # what the model produces on task-realistic inputs (and --samples): run-infer maps outputs to pixels with it
     # unless told the trained range
     base["output"]["observed_range"] = [float(min(r.min() for r in references)),
@@ -351,7 +358,8 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     save_onnx(graph, fp32_path)
     del graph  # every later step reads the file: the in-memory copy of the weights goes
 
-    ctx = BuildContext(work, fp32_path, base, _calibration(p, cases), p.precisions,
+    references = [r for (name, _), r in zip(every_case, references) if not name.startswith("calibration ")]
+    ctx = BuildContext(work, fp32_path, base, _calibration(p, every_case), p.precisions,
                        openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log,
                        metric=task_obj.metric, tolerances=p.tolerances)
     steps(f"building candidates (calibrated on {len(ctx.calibration)} task inputs): "
@@ -433,10 +441,11 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
 
 def _calibration(p: _Plan, cases: list[tuple[str, np.ndarray]]) -> np.ndarray:
     """FP16 range calibration and INT8 calibration inputs: ``calibration_samples`` task-realistic inputs (another
-    seed than the gate's) and every ``--samples`` file of the export's shape."""
+    seed than the gate's) and the ``--samples`` files set aside for calibration (every second one, of the export's
+    shape) — the files the gate judges are held out."""
     n, c, h, w = p.shape
     synthetic = p.task.make_inputs(p.loaded.config, p.calibration_samples, h, w, p.seed + 1000).astype(np.float32)
-    user = [x for name, x in cases if name.startswith("sample ") and x.shape[1:] == (c, h, w)]
+    user = [x for name, x in cases if name.startswith("calibration ") and x.shape[1:] == (c, h, w)]
     return np.concatenate([synthetic, *user]) if user else synthetic
 
 

@@ -72,3 +72,64 @@ def box_masks(n: int, h: int, w: int, boxes: int = 2, seed: int = 0) -> tuple[np
             masks[i, top:top + bh, left:left + bw] = 1
         all_boxes.append(placed)
     return masks, all_boxes
+
+
+SCENE_CLASSES = ("background", "disk", "rectangle", "triangle", "stripes", "ring")
+
+
+def _shape_mask(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
+    ry, rx = rng.uniform(0.06, 0.22) * h, rng.uniform(0.06, 0.22) * w
+    angle = rng.uniform(0, np.pi)
+    u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    if kind == "disk":
+        return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+    if kind in ("rectangle", "stripes"):
+        return (np.abs(u) <= rx) & (np.abs(v) <= ry)
+    if kind == "ring":
+        r = (u / rx) ** 2 + (v / ry) ** 2
+        return (r <= 1.0) & (r >= rng.uniform(0.3, 0.6))
+    corners = [(cy + ry * np.sin(a), cx + rx * np.cos(a)) for a in angle + np.array([0, 2.1, 4.2]) +
+               rng.uniform(-0.3, 0.3, 3)]
+    (y0, x0), (y1, x1), (y2, x2) = corners
+    d = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+    a = ((y1 - y2) * (xx - x2) + (x2 - x1) * (yy - y2)) / d
+    b = ((y2 - y0) * (xx - x2) + (x0 - x2) * (yy - y2)) / d
+    return (a >= 0) & (b >= 0) & (a + b <= 1)
+
+
+def labelled_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """A picture (HxWx3 uint8) of 4-9 overlapping shapes on a textured background, and its labels (HxW uint8, the
+    index in :data:`SCENE_CLASSES`). The class is the shape, never the colour: every shape takes a random colour
+    and texture, so a model must learn shapes and their boundaries (as a real segmentation model must)."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    slope = xx * np.cos(rng.uniform(0, np.pi)) + yy * np.sin(rng.uniform(0, np.pi))
+    base = rng.uniform(0.25, 0.75, 3)[:, None, None] + rng.uniform(-0.3, 0.3, (3, 1, 1)) * slope
+    picture = (base + 0.1 * np.stack([_pink_noise(rng, h, w) for _ in range(3)])).transpose(1, 2, 0)  # no shapes
+    labels = np.zeros((h, w), np.uint8)
+    for _ in range(rng.integers(4, 10)):
+        label = int(rng.integers(1, len(SCENE_CLASSES)))
+        kind = SCENE_CLASSES[label]
+        inside = _shape_mask(rng, kind, h, w)
+        colour = rng.uniform(0, 1, 3)
+        texture = 0.15 * _pink_noise(rng, h, w)[..., None]
+        fill = colour + texture
+        if kind == "stripes":
+            yy, xx = np.mgrid[0:h, 0:w]
+            theta, period = rng.uniform(0, np.pi), rng.uniform(4, 12)
+            band = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period) > 0
+            fill = np.where(band[..., None], fill, rng.uniform(0, 1, 3) + texture)
+        picture[inside] = fill[inside]
+        labels[inside] = label
+    light = 1.0 + 0.35 * (np.mgrid[0:h, 0:w][1] / w - 0.5) * rng.uniform(-1, 1)  # uneven light, some clipping
+    picture = np.clip(picture * light[..., None] * rng.uniform(0.8, 1.3), 0, 1)
+    return (picture * 255).round().astype(np.uint8), labels
+
+
+def labelled_scenes(n: int, h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` labelled scenes: NxHxWx3 uint8 pictures and NxHxW uint8 labels, deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    pairs = [labelled_scene(rng, h, w) for _ in range(n)]
+    return np.stack([p for p, _ in pairs]), np.stack([lab for _, lab in pairs])

@@ -63,11 +63,22 @@ def test_segmentation_gate_uses_argmax_and_user_samples(small_deeplab, tmp_path)
     samples.mkdir()
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(samples / "street.png")
+    Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(samples / "calib.png")
     np.save(samples / "ready.npy", rng.standard_normal((3, 64, 64)).astype(np.float32))
-    result = export_checkpoint(small_deeplab, tmp_path / "out", samples=samples, input_shape="input:1x3x128x128",
-                               parity_samples=2)
+    calibrated = []
+    from regenrt.export import pipeline
+
+    original = pipeline._calibration
+    pipeline._calibration = lambda p, cases: (calibrated.extend(n for n, _ in cases), original(p, cases))[1]
+    try:
+        result = export_checkpoint(small_deeplab, tmp_path / "out", samples=samples,
+                                   input_shape="input:1x3x128x128", parity_samples=2)
+    finally:
+        pipeline._calibration = original
     rows = result.report["rows"]
-    assert {r["case"] for r in rows} >= {"sample street.png", "sample ready.npy"}
+    # sorted: calib.png (judged), ready.npy (calibrates), street.png (judged): the gate never judges what calibrated
+    assert {r["case"] for r in rows} >= {"sample street.png", "sample calib.png"}
+    assert not any("ready.npy" in r["case"] for r in rows) and "calibration ready.npy" in calibrated
     assert all("argmax" in r["criterion"] for r in rows if r["precision"] == "fp16")
     assert result.metadata["task"] == "segmentation"
 

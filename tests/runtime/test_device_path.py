@@ -287,7 +287,7 @@ class GraphRunner(SimulatedDeviceRunner):
         return Graph()
 
 
-@pytest.mark.parametrize("task", ["inpainting", "segmentation", "phase-recovery"])
+@pytest.mark.parametrize("task", ["inpainting", "segmentation"])  # (phase: the same code; slow in the simulator)
 def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task):
     """The whole device pipeline of a shape is captured on its second batch and replayed from then on (checked
     over two poisons first); its results equal the eager pipeline's."""
@@ -308,11 +308,11 @@ def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task)
 
 def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
     cpu = tiny_engines["segmentation"]
-    items = _items("segmentation", 3)
+    items = _items("segmentation", 2)
     off = GraphRunner(cpu.runner)
     Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, off),
               RunOptions(batch_size=1, pipeline_graph=False, kernels=get_kernels("numpy"))).predict_many(items)
-    assert off.captures == 0 and off.eager_executes == 3
+    assert off.captures == 0 and off.eager_executes == 2
     monkeypatch.setenv("REGENRT_PIPELINE_GRAPH", "0")
     env_off = GraphRunner(cpu.runner)
     Predictor(Engine(cpu.path, cpu.backend, "cuda", cpu.metadata, env_off),
