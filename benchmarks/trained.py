@@ -50,8 +50,8 @@ class Recipe:
 
 RECIPES = {
     "seg6": Recipe("seg6", "deeplabv3plus", {"encoder": "resnet50", "in_channels": 3, "classes": 6}, size=128, batch=6,
-                   steps=220, lr=1e-3),
-    "unet": Recipe("unet", "unet_256", {"ngf": 64}, size=256, batch=2, steps=120, lr=2e-4),
+                   steps=300, lr=1e-3),
+    "unet": Recipe("unet", "unet_256", {"ngf": 64}, size=256, batch=2, steps=240, lr=2e-4),
 }
 
 
@@ -97,7 +97,7 @@ def train(recipe: Recipe, log=print) -> tuple[torch.nn.Module, dict]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log and (step % 20 == 0 or step == recipe.steps - 1):
             log(f"{recipe.kind} step {step + 1}/{recipe.steps}: loss {np.mean(losses[-20:]):.4f} "
                 f"({time.perf_counter() - started:.0f}s)")

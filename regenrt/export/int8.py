@@ -151,18 +151,37 @@ def _nsr(y: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean((y.astype(np.float64) - ref) ** 2) / max(float(np.mean(ref.astype(np.float64) ** 2)), 1e-30))
 
 
-def sensitivity(fp32_source: Path, int8_xml: Path, x: np.ndarray) -> tuple[list[str], dict]:
-    """Leave-one-out: (layers ranked costliest first, {"reference", "int8_nsr", "nsr_without": {layer: nsr}})."""
+def _disagreement(y: np.ndarray, ref: np.ndarray) -> float:
+    """Share of pixels whose label differs (argmax over channels; one channel: the sign)."""
+    if ref.shape[1] == 1:
+        return float(np.mean((y[:, 0] > 0) != (ref[:, 0] > 0)))
+    return float(np.mean(np.argmax(y, axis=1) != np.argmax(ref, axis=1)))
+
+
+def task_cost(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """What a layer costs, in the task's own criterion (lower is better): for segmentation the labels that flip
+    (the NSR of the logits only breaks ties — a layer can add much noise to logits far from a decision and flip
+    nothing, while another flips the labels along every class boundary); for images the noise-to-signal ratio,
+    which PSNR is a function of."""
+    if metric == "segmentation":
+        return lambda y, ref: _disagreement(y, ref) + 1e-6 * min(_nsr(y, ref), 1.0)
+    return _nsr
+
+
+def sensitivity(fp32_source: Path, int8_xml: Path, x: np.ndarray, metric: str = "image") -> tuple[list[str], dict]:
+    """Leave-one-out: (layers ranked costliest first, {"reference", "int8_cost", "cost_without": {layer: cost}}),
+    the cost in the task's criterion (:func:`task_cost`)."""
     import openvino as ov
 
+    cost = task_cost(metric)
     core = ov.Core()
     source = core.read_model(str(fp32_source))
     ref, weights = _run(core, source, x), fp32_weights(source)
     names = quantized_layers(core.read_model(str(int8_xml)))
-    without = {name: _nsr(_run(core, bypassed(core, int8_xml, [name], weights), x), ref) for name in names}
+    without = {name: cost(_run(core, bypassed(core, int8_xml, [name], weights), x), ref) for name in names}
     ranking = sorted(names, key=without.get)
-    return ranking, {"reference": ref, "int8_nsr": _nsr(_run(core, core.read_model(str(int8_xml)), x), ref),
-                     "nsr_without": without, "weights": weights}
+    return ranking, {"reference": ref, "int8_cost": cost(_run(core, core.read_model(str(int8_xml)), x), ref),
+                     "cost_without": without, "weights": weights}
 
 
 def predict_keep(fp32_source: Path, int8_xml: Path, x: np.ndarray, ranking: list[str],
@@ -189,7 +208,7 @@ def repair(ctx, candidate, path: Path, rows: list[dict]) -> Path | None:
     source = ctx.graph(candidate.graph)
     if "ladder" not in state:
         x = ctx.calibration[:PREDICT_ITEMS]
-        ranking, info = sensitivity(source, path, x)
+        ranking, info = sensitivity(source, path, x, ctx.metric)
 
         def passes(ref, y):
             return judge(compare(ref, y), "int8", ctx.metric, ctx.tolerances)[2] > PREDICT_MARGIN

@@ -75,8 +75,8 @@ def test_ranking_covers_every_quantized_layer_and_its_head_costs_the_most(quanti
     names = quantized_layers(ov.Core().read_model(str(xml)))
     ranking, info = sensitivity(source, xml, x)
     assert sorted(ranking) == sorted(names) and len(names) > 10
-    without = info["nsr_without"]
-    assert without[ranking[0]] == min(without.values()) < info["int8_nsr"]  # bypassing the top layer helps most
+    without = info["cost_without"]
+    assert without[ranking[0]] == min(without.values()) < info["int8_cost"]  # bypassing the top layer helps most
     # the bypass really leaves that input unquantized: the layer's data input is no FakeQuantize any more
     model = bypassed(ov.Core(), xml, ranking[:1])
     op = next(o for o in model.get_ordered_ops() if o.get_friendly_name() == ranking[0])
@@ -159,3 +159,24 @@ def test_unquantized_layers_run_in_the_precision_the_metadata_names(quantized, t
     assert ("bf" in compiled_hint) == (rest == "bf16")  # the property reads e.g. <type: 'bfloat16'>
     proof = runner.proof()
     assert proof["mac_share"]["int8"] > 0.5 and f"INFERENCE_PRECISION_HINT={runner.hint}" in proof["source"]
+
+
+def test_segmentation_layers_are_ranked_by_the_labels_they_flip():
+    """For segmentation a layer costs the labels it flips, not the noise it adds to logits: a layer adding much
+    noise far from every decision boundary costs nothing; one nudging logits across a boundary costs the most."""
+    from regenrt.export.int8 import task_cost
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 4, 16, 16)).astype(np.float32)
+    ref[:, 0] += 3.0  # class 0 wins by a wide margin on most pixels
+    top2 = np.sort(ref, axis=1)
+    near = (top2[:, -1] - top2[:, -2]) < 0.2  # the few pixels near a boundary
+    far = (top2[:, -1] - top2[:, -2]) > 2.0
+    loud = ref + 0.4 * rng.standard_normal(ref.shape).astype(np.float32) * far[:, None]  # noisy, flips ~none
+    quiet = ref.copy()
+    winner = np.argmax(ref, axis=1)
+    for b, y, x in zip(*np.nonzero(near)):  # a small push that flips every near-boundary label
+        quiet[b, winner[b, y, x], y, x] -= 0.3
+    seg, image = task_cost("segmentation"), task_cost("image")
+    assert image(loud, ref) > image(quiet, ref)  # by output noise, "loud" looks costlier
+    assert seg(quiet, ref) > seg(loud, ref)  # by the task's criterion it is "quiet" that costs accuracy
