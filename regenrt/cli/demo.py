@@ -17,7 +17,7 @@ def _demo(args: argparse.Namespace) -> int:
     root = Path(args.output)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     ckpt = make_demo_checkpoint(args.task, root)
-    log(f"demo: wrote a {args.task} checkpoint with random weights to {ckpt}")
+    log(f"demo: wrote {'an' if args.task[0] in 'aeiou' else 'a'} {args.task} checkpoint with random weights to {ckpt}")
     result = export_checkpoint(ckpt, root / "engine", log=log)
     print(format_table(result.report["rows"], result.report["metric"]))
     print(f"\nparity gate passed; engines in {result.output_dir}")

@@ -141,7 +141,8 @@ def _export(args: argparse.Namespace) -> int:
         output = output or "regenrt-demo"
         checkpoint = make_demo_checkpoint(args.demo, output)
         if log:
-            log(f"demo: wrote a {args.demo} checkpoint with random weights to {checkpoint}")
+            log(f"demo: wrote {'an' if args.demo[0] in 'aeiou' else 'a'} {args.demo} checkpoint with random weights to "
+                f"{checkpoint}")
     result = export_checkpoint(
         checkpoint, output, arch=args.arch, overrides=_overrides(args), task=args.task,
         input_shape=args.input_shape, precision=args.precision, mode=args.mode, samples=args.samples,

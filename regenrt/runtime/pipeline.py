@@ -390,8 +390,26 @@ def plan_run(engine: Engine, input_dir, output_dir, options: RunOptions | None):
         raise RegenrtError(f"the output directory {out_dir} is inside the input directory {in_dir}: its outputs would "
                            "be read back as inputs by the next run. Choose an --output outside --input.")
     items = runtime.items(in_dir, options)
+    if not items:
+        article = "an" if engine.task[0] in "aeiou" else "a"
+        raise RegenrtError(f"found nothing to run in {str(in_dir)!r}: {article} {engine.task} engine reads "
+                           f"{runtime.expects(options)}, searched recursively (hidden files skipped); the directory "
+                           f"holds {_what_is_in(in_dir)}. Check --input.")
     out_dir.mkdir(parents=True, exist_ok=True)
     return runtime, options, items, in_dir, out_dir
+
+
+def _what_is_in(directory: Path) -> str:
+    """'3 files (.txt x2, .jpg)', or 'no files' — what a run that found no inputs saw."""
+    counts: dict[str, int] = {}
+    for path in directory.rglob("*"):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(directory).parts):
+            counts[path.suffix.lower() or "(no suffix)"] = counts.get(path.suffix.lower() or "(no suffix)", 0) + 1
+    if not counts:
+        return "no files"
+    kinds = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
+    total = sum(counts.values())
+    return f"{total} other file{'s' * (total != 1)} ({kinds})"
 
 
 def close_run(out_dir: Path, summary: Summary, options: RunOptions, items: list[Item], manifest: Manifest,

@@ -38,6 +38,13 @@ class Predictor:
 
     def predict_many(self, items: list[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
         """Several items; same-shaped ones run together in batches of ``options.batch_size``."""
+        for n, data in enumerate(items):
+            missing = [name for name in self.runtime.inputs if name not in data]
+            if missing:
+                article = "an" if self.engine.task[0] in "aeiou" else "a"
+                raise InputError(f"item {n}: {article} {self.engine.task} engine takes {', '.join(self.runtime.inputs)}; "
+                                 f"this item has {', '.join(sorted(data)) or 'nothing'} (missing "
+                                 f"{', '.join(missing)}).")
         prepared = [_typed(lambda: self.runtime.prepare(data, self.engine, self.options), f"item {n}")
                     for n, data in enumerate(items)]
         results: list[dict[str, np.ndarray] | None] = [None] * len(prepared)

@@ -150,3 +150,33 @@ def test_sample_of_the_wrong_kind_is_exit_7(tmp_path):
     np.save(tmp_path / "s" / "gray.npy", np.zeros((1, 64, 64), np.float32))
     result = _run("regenrt.cli.export_engine", tmp_path / "seg.pt", "-o", tmp_path / "e", "--samples", tmp_path / "s")
     assert result.returncode == 7 and "gray.npy" in result.stderr, result.stderr
+
+
+def test_an_input_folder_with_nothing_to_run_is_an_error_that_says_what_it_found(deeplab_engine_dir, tmp_path):
+    """Pointing at the wrong folder used to be a silent success ("done 0 ... of 0", exit 0)."""
+    (tmp_path / "empty").mkdir()
+    result = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
+                  tmp_path / "empty", "--output", tmp_path / "o", "-q")
+    assert result.returncode == 2 and "found nothing to run" in result.stderr and "holds no files" in result.stderr
+    (tmp_path / "other").mkdir()
+    for name in ("a.txt", "b.txt", "c.jpg"):
+        (tmp_path / "other" / name).write_bytes(b"x")
+    result = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
+                  tmp_path / "other", "--output", tmp_path / "o", "-q")
+    assert result.returncode == 2, result.stderr
+    assert "phase maps: .npy radians" in result.stderr and "3 other files (.txt x2, .jpg)" in result.stderr
+    assert "--from-image" in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_api_names_the_inputs_a_task_takes(pix2pix_engine_dir):
+    """predict_many([{"phase": p}]) on an inpainting engine said "KeyError: 'picture'"."""
+    import pytest
+
+    from regenrt.errors import InputError
+    from regenrt.runtime import Engine
+    from regenrt.runtime.predictor import Predictor
+
+    predictor = Predictor(Engine.load(pix2pix_engine_dir / "model.onnx", device="cpu"))
+    with pytest.raises(InputError, match=r"item 0: an inpainting engine takes picture, mask; this item has phase "
+                                         r"\(missing picture, mask\)"):
+        predictor.predict_many([{"phase": np.zeros((256, 256))}])

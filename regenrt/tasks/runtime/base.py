@@ -84,6 +84,9 @@ class TaskRuntime:
     resolve_options: Callable[[RunOptions, Any], RunOptions] = lambda options, engine: options
     # the ``report`` entries finish left in finished items' context -> lines for the run summary
     report: Callable[[list[dict[str, Any]], RunOptions], list[str]] = lambda contexts, options: []
+    # the arrays one item takes in the Python API (Predictor.predict(**item)), and the files a directory run reads
+    inputs: tuple[str, ...] = ("picture",)
+    expects: Callable[[RunOptions], str] = lambda options: "pictures (" + ", ".join(IMAGE_SUFFIXES) + ")"
 
 
 _RUNTIMES: dict[str, TaskRuntime] = {}

@@ -201,4 +201,5 @@ def submission_rows(item_id: str, picture: np.ndarray, boxes: list[tuple[int, in
 
 
 register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check,
-                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results)))
+                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results),
+                             inputs=("picture", "mask")))

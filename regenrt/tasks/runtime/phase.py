@@ -143,6 +143,12 @@ def _report(contexts: list[dict[str, Any]], options: RunOptions) -> list[str]:
     return lines
 
 
+def _expects(options: RunOptions) -> str:
+    if options.from_image:
+        return "pictures (" + ", ".join(picture_suffixes()) + ") with --from-image"
+    return ("phase maps: .npy radians, or 16-bit grayscale .png/.tif encodings (pictures need --from-image)")
+
+
 def _check(options: RunOptions) -> None:
     if options.bit_depth not in (8, 16):
         raise InputError(f"--bit-depth must be 8 or 16, got {options.bit_depth}.")
@@ -152,4 +158,4 @@ def _check(options: RunOptions) -> None:
 
 register_runtime(TaskRuntime("phase-recovery", _items, _prepare, _decode, _finish, _check,
                              device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results),
-                             resolve_options=_resolve, report=_report))
+                             resolve_options=_resolve, report=_report, inputs=("phase",), expects=_expects))
