@@ -11,10 +11,21 @@ class RegenrtError(Exception):
     exit_code = 2
 
 
+class MissingPathError(RegenrtError):
+    """A path given on the command line does not exist (a checkpoint, --engine, --input, --masks, --boxes,
+    --samples): always a usage error, exit code 2, whatever the path is for."""
+
+
 class CheckpointError(RegenrtError):
-    """The checkpoint cannot be read: missing, not a file, empty, truncated or not a checkpoint."""
+    """The checkpoint cannot be read: not a file, empty, truncated or not a checkpoint."""
 
     exit_code = 3
+
+
+class MissingCheckpointError(MissingPathError, CheckpointError):
+    """The checkpoint path does not exist (a usage error: exit code 2, like every missing path)."""
+
+    exit_code = 2
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -92,7 +103,8 @@ class EnvironmentFault(RegenrtError):
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error (please report it with the traceback from REGENRT_DEBUG=1)",
-    2: "usage error (bad arguments, a missing engine or directory, unknown names)",
+    2: "usage error (bad arguments, a path that does not exist — checkpoint, --engine, --input, --masks, --boxes, "
+       "--samples —, an input folder with nothing to run, unknown names)",
     3: "checkpoint or architecture problem (unreadable, unsafe, unknown or ambiguous)",
     4: "parity gate failed: an artefact drifted from PyTorch and was not published",
     5: "export failed (ONNX export, FP16 conversion or onnx.checker)",

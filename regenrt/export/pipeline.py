@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import ArchitectureError, InputError, ParityError
+from ..errors import ArchitectureError, InputError, MissingPathError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.modes import MODES, with_mode
 from ..runtime.engine import artefact_files
@@ -142,6 +142,9 @@ def _parity_cases(task, config, shape, dynamic_hw, multiple, samples, n_parity, 
         h2, w2 = _nearest(h * 3 // 4, multiple), _nearest(w * 5 // 4, multiple)
         cases.append((f"non-square 1x{c}x{h2}x{w2}", task.make_inputs(config, 1, h2, w2, seed + 1)))
     if samples is not None:
+        if not Path(samples).is_dir():
+            raise MissingPathError(f"--samples {str(samples)!r} does not exist or is not a directory; give a folder of "
+                                   "sample inputs.")
         files = sorted(p for p in Path(samples).iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:
             raise InputError(f"--samples {str(samples)!r} holds no files.")

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, SecurityWarning, UnsafeCheckpointError, UnsafeTorchError
+from ..errors import CheckpointError, MissingCheckpointError, SecurityWarning, UnsafeCheckpointError, UnsafeTorchError
 from ..hashing import sha256_file
 
 # Keys under which training scripts keep the weights, most specific first (pix2pix's own files are plain).
@@ -49,7 +49,7 @@ class Checkpoint:
 
 def _check_path(path: Path) -> None:
     if not path.exists():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path.")
+        raise MissingCheckpointError(f"checkpoint {str(path)!r} does not exist; check the path.")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the checkpoint file inside it.")
     if path.stat().st_size == 0:

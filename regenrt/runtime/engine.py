@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError, RegenrtError
+from ..errors import InputError, MissingDependencyError, MissingPathError, RegenrtError
 from ..records import read_record
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -102,8 +102,12 @@ class Engine:
         runs it; ``latency`` (default): one request, lowest time per call."""
         given = Path(path)
         path = resolve_engine_path(given, device)
+        if not path.exists():
+            raise MissingPathError(f"engine {str(path)!r} does not exist; give the directory export-engine wrote (it "
+                                   "runs the engine its engine.json names) or one artefact file in it.")
         if not path.is_file():
-            raise RegenrtError(f"engine {str(path)!r} does not exist or is not a file; build one with export-engine.")
+            raise RegenrtError(f"engine {str(path)!r} is not a file: give the directory export-engine wrote or one "
+                               "artefact file in it.")
         if device not in DEVICES:
             raise RegenrtError(f"device must be one of {DEVICES}, got {device!r}.")
         backend = backend_for(path)

@@ -180,3 +180,40 @@ def test_the_api_names_the_inputs_a_task_takes(pix2pix_engine_dir):
     with pytest.raises(InputError, match=r"item 0: an inpainting engine takes picture, mask; this item has phase "
                                          r"\(missing picture, mask\)"):
         predictor.predict_many([{"phase": np.zeros((256, 256))}])
+
+
+def test_a_path_that_does_not_exist_is_exit_2_whatever_it_is_for(pix2pix_engine_dir, tmp_path):
+    """One rule (the README's exit-code table): a path given on the command line that does not exist is a usage
+    error, exit 2, naming the flag — it was 2 for --input, 7 for --masks and 3 for a checkpoint."""
+    engine = pix2pix_engine_dir / "model.onnx"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "masks").mkdir()
+    nowhere = tmp_path / "nowhere"
+    cases = {
+        "--input": ("regenrt.cli.run_infer", "--engine", engine, "--input", nowhere, "--output", tmp_path / "o",
+                    "--masks", tmp_path / "masks"),
+        "--masks": ("regenrt.cli.run_infer", "--engine", engine, "--input", tmp_path / "in", "--output",
+                    tmp_path / "o", "--masks", nowhere),
+        "--boxes": ("regenrt.cli.run_infer", "--engine", engine, "--input", tmp_path / "in", "--output",
+                    tmp_path / "o", "--boxes", nowhere),
+        "engine": ("regenrt.cli.run_infer", "--engine", nowhere, "--input", tmp_path / "in", "--output",
+                   tmp_path / "o"),
+        "checkpoint": ("regenrt.cli.export_engine", nowhere, "-o", tmp_path / "e"),
+        "--samples": ("regenrt.cli.export_engine", pix2pix_engine_dir.parent / "missing.pt", "-o", tmp_path / "e"),
+    }
+    for what, args in cases.items():
+        if what == "--samples":  # a real checkpoint, a missing --samples folder
+            import torch
+
+            from regenrt.models import create_model
+
+            ckpt = tmp_path / "u.pt"
+            torch.save(create_model("pix2pix_unet", num_downs=5, ngf=4).state_dict(), ckpt)
+            args = ("regenrt.cli.export_engine", ckpt, "-o", tmp_path / "e", "--samples", nowhere,
+                    "--input-shape", "1x3x32x32")
+        result = _run(*args, "-q")
+        assert result.returncode == 2, (what, result.stderr)
+        assert "does not exist" in result.stderr and "Traceback" not in result.stderr, (what, result.stderr)
+        if what.startswith("--"):
+            assert what in result.stderr, (what, result.stderr)
+    assert "directory export-engine wrote" in _run(*cases["engine"], "-q").stderr

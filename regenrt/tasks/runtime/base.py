@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...errors import InputError, RegenrtError
+from ...errors import InputError, MissingPathError, RegenrtError
 from ...kernels import KernelSet, get_kernels
 from ..base import IMAGE_SUFFIXES
 
@@ -109,7 +109,8 @@ def list_files(directory: Path, suffixes: tuple[str, ...], exclude: Callable[[Pa
                ) -> list[tuple[str, Path]]:
     """(id, path) of files under ``directory`` with one of ``suffixes``, sorted; hidden files skipped."""
     if not directory.is_dir():
-        raise RegenrtError(f"input directory {str(directory)!r} does not exist or is not a directory.")
+        raise MissingPathError(f"--input {str(directory)!r} does not exist or is not a directory; give the folder of "
+                               "inputs.")
     found = []
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InputError, RegenrtError
+from ...errors import InputError, MissingPathError, RegenrtError
 from ...kernels.reference import feather_alpha
 from ...runtime.device import NON_FINITE, DeviceTask, bad_items, cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
@@ -166,9 +166,11 @@ def _check(options: RunOptions) -> None:
     if bool(options.masks) == bool(options.boxes):
         raise RegenrtError("inpainting needs exactly one of --masks DIR or --boxes CSV.")  # usage: exit 2
     if options.boxes and not options.boxes.is_file():
-        raise InputError(f"--boxes {str(options.boxes)!r} does not exist.")
+        raise MissingPathError(f"--boxes {str(options.boxes)!r} does not exist or is not a file; give the CSV of boxes "
+                               "(header file,x,y,width,height).")
     if options.masks and not options.masks.is_dir():
-        raise InputError(f"--masks {str(options.masks)!r} is not a directory.")
+        raise MissingPathError(f"--masks {str(options.masks)!r} does not exist or is not a directory; give the folder "
+                               "of masks (<stem>_mask.* or <stem>.*).")
 
 
 SUBMISSION_UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets run as a formula (OWASP)
