@@ -9,6 +9,17 @@ from pathlib import Path
 if not os.environ.get("REGENRT_REAL_CUDA"):
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
+# The suite's OpenVINO compiles go to a temporary cache (removed at exit), never the user's ~/.cache/regenrt:
+# a run used to add ~0.8 GB there. Subprocesses inherit it.
+if "REGENRT_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _CACHE = tempfile.mkdtemp(prefix="regenrt-test-cache-")
+    os.environ["REGENRT_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
 import numpy as np
 import pytest
 

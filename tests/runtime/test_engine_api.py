@@ -112,3 +112,12 @@ def test_only_regenrt_errors_leave_the_python_api(deeplab_engine_dir, tmp_path):
     engine.runner.infer = lambda x: np.full((len(x), 1, 64, 64), np.nan, np.float32)
     with pytest.raises(InferenceError, match="NaN"):
         predictor.predict(phase=np.zeros((64, 64)))
+
+
+def test_the_suite_never_writes_the_users_cache():
+    """Compiled-model caches of the suite go to a temporary folder (a run used to add ~0.8 GB to ~/.cache)."""
+    from pathlib import Path
+
+    from regenrt.runtime.backends.openvino import cache_dir
+
+    assert not Path(cache_dir()).resolve().is_relative_to((Path.home() / ".cache").resolve())
