@@ -2,15 +2,18 @@
 numba CUDA kernel tests on the real device, run the GPU benchmarks, and write one report (JSON + Markdown).
 
     ./dev.sh gpu-check [--out DIR] [--wheels DIR] [--fixtures DIR] [--stages tests,kernels,models]
-                       [--limit tests=300,kernels=120,models=600] [--raw DIR]
+                       [--limit tests=150,kernels=90,models=200] [--raw DIR]
 
 Run it from a checkout on a machine with an NVIDIA GPU, with the Python that holds the CUDA torch
 (``REGENRT_PYTHON``, default ``python3``). ``--wheels``: a folder of wheels for what that Python lacks (offline
 machines; e.g. ``isal`` and ``segmentation-models-pytorch``). ``--fixtures``: the golden fixtures (the torch-CUDA
 tests export the pix2pix one). ``--raw``: where each stage's JUnit XML and benchmark JSON go (default
 ``<out>/raw``; report.json holds what they say). Each stage runs in its own pytest process under a time limit;
-a failing or timed-out stage is reported and the next one still runs. Exit status: 0 when every stage passed,
-1 otherwise, 2 without a visible GPU (or on bad arguments).
+a failing or timed-out stage is reported and the next one still runs. Before the stages: a one-line refusal when
+this Python lacks pytest-benchmark or numba-cuda, then every CUDA kernel compiled for the GPU
+(tools/cuda_compile_check.py; NVVM missing is a one-line refusal too). report.json's ``goals``: the issue's goals
+as {"name", "value", "goal", "met"}. Exit status: 0 when every stage passed, 1 otherwise, 2 without a visible GPU,
+without what the check needs, or on bad arguments.
 """
 from __future__ import annotations
 
