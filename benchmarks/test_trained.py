@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from regenrt.export.parity import compare
+from regenrt.export.selection import median_ms
 from regenrt.kernels import reference as ref
 from regenrt.models import build_from_state_dict
 from regenrt.runtime import Engine
@@ -61,17 +62,6 @@ def _held_out(kind: str):
     return np.stack([ref.holes_to_input(p, m) for p, m in zip(pictures, masks)]).astype(np.float32)
 
 
-def _p50_ms(run, x, rounds: int = 30) -> float:
-    for _ in range(5):
-        run(x)
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e3)
-
-
 @pytest.mark.parametrize("kind", list(CASES))
 def test_trained(benchmark, request, trained_exports, kind):
     if not request.config.getoption("--benchmark"):
@@ -90,12 +80,12 @@ def test_trained(benchmark, request, trained_exports, kind):
     worst = min(float(r[key]) for r in rows)
     default_run, default_precision, _ = _openvino_default(out / "model.onnx")
     one = x[:1]
-    engine_ms, default_ms = _p50_ms(engine.infer, one), _p50_ms(default_run, one)
+    engine_ms, default_ms = median_ms(engine.infer, one), median_ms(default_run, one)  # as export selects
     benchmark.group = f"trained {kind}"
     benchmark.extra_info.update({
         "trained": kind, "engine": engine.path.name, "executes": engine.metadata.get("precision"),
         f"worst_{key}": worst, "mean_" + key: float(np.mean([float(r[key]) for r in rows])),
-        "engine_p50_ms": engine_ms, "openvino_default_p50_ms": default_ms,
+        "engine_median_ms": engine_ms, "openvino_default_median_ms": default_ms,
         "openvino_default_precision": default_precision, "speedup_vs_openvino_default": default_ms / engine_ms,
         "goal_speedup": GOALS[kind], "export_s": export_s,
     })
