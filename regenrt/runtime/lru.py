@@ -105,14 +105,3 @@ class Bounded:
         _, value = self._entries.popitem(last=False)
         self.on_evict(value)
 
-
-def cached(cache: dict, key: Any, make: Callable[[], Any], keep: int) -> Any:
-    """``cache[key]``, made on first use and marked most recently used; at most ``keep`` entries stay (the least
-    recently used go, with whatever they hold). For a plain dict; :class:`Bounded` also bounds bytes."""
-    if key in cache:
-        cache[key] = cache.pop(key)
-        return cache[key]
-    while cache and len(cache) >= keep:
-        cache.pop(next(iter(cache)))
-    cache[key] = make()
-    return cache[key]
