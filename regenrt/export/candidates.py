@@ -173,15 +173,19 @@ def _build_int8(ctx: BuildContext, c: Candidate) -> Path | None:
     return quantize(source, ctx.work / c.artefact, ctx, ignored=(), variant=c.graph)
 
 
-def _build_int8_native_rest(ctx: BuildContext, c: Candidate) -> Path | None:
-    """The INT8 IR with its unquantized layers in this CPU's native float precision (bf16) instead of fp32: the
-    same graph, its own artefact (the metadata names the precision they run in); only on CPUs with BF16."""
-    source = ctx.work / get_candidate("openvino-int8").artefact
-    if not (ctx.openvino and ctx.int8 and source.exists()) or native_precision() == "fp32":
-        return None  # (OpenVINO is asked for its CPU's precisions only where it built the INT8 IR)
-    from .int8 import with_unquantized_in
+def _native_rest_of(int8_key: str):
+    def build(ctx: BuildContext, c: Candidate) -> Path | None:
+        """The INT8 IR of ``int8_key`` with its unquantized layers (output layer, depthwise convolutions, resizes,
+        ...) in this CPU's native float precision (bf16) instead of fp32: the same graph, its own artefact (the
+        metadata names the precision they run in); only on CPUs with BF16."""
+        source = ctx.work / get_candidate(int8_key).artefact
+        if not (ctx.openvino and ctx.int8 and source.exists()) or native_precision() == "fp32":
+            return None  # (OpenVINO is asked for its CPU's precisions only where it built the INT8 IR)
+        from .int8 import with_unquantized_in
 
-    return with_unquantized_in(source, ctx.work / c.artefact, native_precision())
+        return with_unquantized_in(source, ctx.work / c.artefact, native_precision())
+
+    return build
 
 
 def _repair_int8(ctx: BuildContext, c: Candidate, path: Path, rows: list[dict]) -> Path | None:
@@ -197,9 +201,11 @@ register_candidate(Candidate("openvino-subpixel", "model.openvino.subpixel.xml",
 register_candidate(Candidate("openvino-int8", "model.openvino.int8.xml", "openvino", "export", lambda ctx: "int8",
                              _build_int8, repair=_repair_int8))
 register_candidate(Candidate("openvino-int8-bf16", "model.openvino.int8-bf16.xml", "openvino", "export",
-                             lambda ctx: "int8", _build_int8_native_rest))
+                             lambda ctx: "int8", _native_rest_of("openvino-int8")))
 register_candidate(Candidate("openvino-int8-subpixel", "model.openvino.subpixel.int8.xml", "openvino",
                              "subpixel-convtranspose", lambda ctx: "int8", _build_int8, repair=_repair_int8))
+register_candidate(Candidate("openvino-int8-subpixel-bf16", "model.openvino.subpixel.int8-bf16.xml", "openvino",
+                             "subpixel-convtranspose", lambda ctx: "int8", _native_rest_of("openvino-int8-subpixel")))
 
 
 def candidates_for(ctx: BuildContext) -> list[Candidate]:
