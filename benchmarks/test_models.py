@@ -69,7 +69,7 @@ def _runner(backend, key, model, exported):
         return run, "fp32", {"torch": torch.__version__}
     if backend == "tensorrt-fp16":
         if importlib.util.find_spec("tensorrt") is None:
-            pytest.skip("TensorRT is not installed here (it cannot be, in this workplace)")
+            pytest.skip("TensorRT is not installed (pip install regenrt[tensorrt] on an NVIDIA GPU machine)")
     if backend.startswith("torch-cuda"):
         if not torch.cuda.is_available():
             pytest.skip("no NVIDIA GPU visible to torch on this machine")

@@ -8,12 +8,14 @@ from .errors import (ArchitectureError, BusyError, CheckpointError, ExportError,
                      InputError, ParityError, RegenrtError, UnsafeCheckpointError)
 
 
-def export(*args, **kwargs):
-    """Export a checkpoint to verified ONNX artefacts; see :func:`regenrt.export.export_checkpoint`."""
+def export_engine(*args, **kwargs):
+    """What ``export-engine`` does, from Python: a checkpoint to parity-checked artefacts and the chosen engine;
+    the arguments of :func:`regenrt.export.pipeline.export_checkpoint`. (Not named ``export``: that is the
+    subpackage, which any ``import regenrt.export...`` binds to the same attribute.)"""
     from .export.pipeline import export_checkpoint
 
     return export_checkpoint(*args, **kwargs)
 
 
 __all__ = ["ArchitectureError", "BusyError", "CheckpointError", "ExportError", "InputError", "MissingDependencyError", "ParityError",
-           "RegenrtError", "UnsafeCheckpointError", "__version__", "export"]
+           "RegenrtError", "UnsafeCheckpointError", "__version__", "export_engine"]

@@ -5,7 +5,7 @@
 The test suite runs the kernels under numba's CUDA simulator, which executes them as Python and never compiles
 them: a kernel that types or lowers wrongly for a real GPU passes there and fails only on the device. This
 compiles each kernel with the argument types its launcher passes (any layout: launchers accept strided views) for
-the given compute capability (default 9.0: the H100/H200 this workplace lends). Exit status: 0 when every kernel
+the given compute capability (default 9.0: H100 and H200). Exit status: 0 when every kernel
 compiles, 1 when one does not (each error printed), 2 when numba-cuda or NVVM is missing here.
 """
 from __future__ import annotations

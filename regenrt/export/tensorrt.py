@@ -3,7 +3,7 @@
 What runs without TensorRT (and is tested on CPU): the optimization-profile computation, the fingerprint sidecar
 (``model.engine.json``) with its checks, and the reading of the engine inspector's layer report that proves FP16
 was used. ``build_engine`` itself needs TensorRT and an NVIDIA GPU; it was written against the TensorRT 10.x and
-11.x Python API documentation and has NOT been run in this workplace (TensorRT cannot be installed here).
+11.x Python API documentation and has NOT yet been run on TensorRT.
 
 Precision: TensorRT 11 networks are always strongly typed, so FP16 must be in the graph — the FP16 ONNX graph
 (``model.fp16.onnx``) is what is built, strongly typed on both TensorRT 10 and 11 (one ``--precision fp16`` for
@@ -198,7 +198,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
                  hardware_compatible: bool = False, workspace_gib: float = 4.0) -> dict:
     """Build a strongly typed engine from the FP16 ONNX graph (TensorRT 10 or 11); returns its layer precisions.
 
-    NOT run in this workplace (no TensorRT); written against the documented API: OnnxParser, one optimization
+    NOT yet run on TensorRT; written against the documented API: OnnxParser, one optimization
     profile, a persistent timing cache, DETAILED profiling verbosity for the FP16 proof.
     """
     trt = import_tensorrt()

@@ -1,5 +1,5 @@
 """A small stand-in for the ``tensorrt`` Python module that behaves as its documentation says, for the parts
-regenrt's build path touches (TensorRT cannot be installed in this workplace). Documented behaviours modelled:
+regenrt's build path touches (TensorRT could not be installed where this was written). Documented behaviours modelled:
 
 - ``Runtime.engine_host_code_allowed`` defaults to False; a version-compatible engine embeds host code and
   ``deserialize_cuda_engine`` returns None unless it is set (TensorRT 10 developer guide, version compatibility).

@@ -1,6 +1,6 @@
 """The parts of the TensorRT layer that run without TensorRT: profiles, the FP16 proof, the engine fingerprint.
 
-TensorRT itself cannot be installed in this workplace: tests that need it are marked ``trt`` and skip here.
+Tests that need TensorRT itself are marked ``trt`` and skip here.
 """
 import importlib.util
 import json

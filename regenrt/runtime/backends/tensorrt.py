@@ -3,7 +3,7 @@
 The fingerprint is checked before anything else (see :func:`regenrt.export.tensorrt.check_fingerprint`); the
 runner uses TensorRT >= 10's named-tensor API (``set_input_shape``, ``set_tensor_address``,
 ``execute_async_v3``) on an explicit CUDA stream with device buffers reused per input shape.
-NOT run in this workplace: TensorRT cannot be installed here. The fingerprint checks are tested on CPU.
+NOT yet run on TensorRT (it could not be installed where this was written). The fingerprint checks are tested on CPU.
 """
 from __future__ import annotations
 
