@@ -54,3 +54,28 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    config.stash[_DROPPED] = (sum(_in_benchmarks(item) for item in drop), sum(not _in_benchmarks(item) for item in drop))
+
+
+_DROPPED = pytest.StashKey[tuple]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say what the deselected items are (else a bare "282 deselected" reads like tests lost)."""
+    benchmarks, tests = config.stash.get(_DROPPED, (0, 0))
+    if benchmarks:
+        terminalreporter.write_line(f"{benchmarks} deselected: benchmark cases beyond each benchmark's smoke case "
+                                    "(pytest --benchmark runs them all, timed)")
+    if tests:
+        terminalreporter.write_line(f"{tests} deselected: tests (pytest --benchmark runs only benchmarks/)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environment_properties(record_testsuite_property):
+    """The junit report names the environment (tools/test_summary.py prints it): NumPy and Python versions."""
+    import platform
+
+    import numpy
+
+    record_testsuite_property("numpy", numpy.__version__)
+    record_testsuite_property("python", platform.python_version())

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # regenrt's two set-up-and-run commands (each creates .venv and installs what it needs on first use):
 #   ./dev.sh demo [regenrt-demo args]    demo checkpoint -> export-engine + parity report -> run-infer
-#   ./dev.sh test [pytest args]          run the test suite (what CI runs)
+#   ./dev.sh test [pytest args]          run the test suite (what CI runs): .venv (NumPy 2, everything) and, with no
+#                                        arguments but output flags (-q, -v, -x, -rA, --tb=...), .venv-serve too
+#                                        (PyTriton's serving tests: nvidia-pytriton needs numpy < 2); one summary line
 #   ./dev.sh bench [pytest args]         the benchmark suite (pytest --benchmark), with OpenCV for comparison rows
 #   ./dev.sh gpu-check [args]            on an NVIDIA GPU machine: GPU tests + benchmarks -> gpu-check/report.{json,md}
 #                                        (uses the Python that holds the CUDA torch, REGENRT_PYTHON, default python3;
@@ -24,11 +26,49 @@ setup() {
   touch "$stamp"
 }
 
+serving_tests="tests/integrations/test_pytriton.py tests/integrations/test_triton_ensemble.py"
+
+setup_serving() {  # PyTriton's own environment: regenrt + nvidia-pytriton, which brings numpy < 2
+  local sv=${REGENRT_SERVE_VENV:-.venv-serve}
+  [ -x "$sv/bin/python" ] || python3 -m venv "$sv"
+  local stamp="$sv/.regenrt-installed"
+  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return; fi
+  "$sv/bin/python" -m pip install -q --upgrade pip
+  "$sv/bin/python" -c "import torch" 2>/dev/null || "$sv/bin/python" -m pip install -q "${REGENRT_TORCH_SPEC:-torch==2.13.0}"
+  PYTHONWARNINGS="ignore:Editable installation" "$sv/bin/python" -m pip install -q -e ".[serve-test]"
+  touch "$stamp"
+}
+
+run_tests() {
+  local both=1 a
+  for a in "$@"; do
+    case "$a" in -q|-qq|-v|-vv|-x|-r*|--tb=*|--durations=*|-p|no:cacheprovider) ;; *) both=0 ;; esac
+  done
+  if [ "$both" = 0 ] || [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
+    exec "$py" -m pytest "$@"   # (PyTriton has wheels for Linux x86-64 only)
+  fi
+  local out=.test-results rc=0 rc_serving=0
+  mkdir -p "$out"
+  rm -f "$out"/*.xml
+  "$py" -m pytest "$@" --junitxml="$out/main.xml" || rc=$?
+  echo "--- the serving tests in .venv-serve (nvidia-pytriton needs numpy < 2) ---"
+  if setup_serving; then
+    # shellcheck disable=SC2086
+    REGENRT_SERVING_ENV=1 "${REGENRT_SERVE_VENV:-.venv-serve}/bin/python" -m pytest "$@" $serving_tests \
+      --junitxml="$out/serving.xml" || rc_serving=$?
+  else
+    rc_serving=1
+    echo "could not build .venv-serve (see the pip output above)"
+  fi
+  "$py" tools/test_summary.py "$out/main.xml" "$out/serving.xml"
+  [ "$rc" = 0 ] && [ "$rc_serving" = 0 ]
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
   demo) setup; exec "$venv/bin/regenrt-demo" "$@" ;;
-  test) setup; exec "$py" -m pytest "$@" ;;
+  test) setup; run_tests "$@" ;;
   bench) setup; PYTHONWARNINGS="ignore:Editable installation" "$py" -m pip install -q -e ".[test,bench]"; exec "$py" -m pytest --benchmark "$@" ;;
   gpu-check) exec "${REGENRT_PYTHON:-python3}" tools/gpu_check.py "$@" ;;
   *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args] | ./dev.sh bench [pytest args]" \

@@ -16,7 +16,8 @@ import pytest
 from regenrt.runtime import Engine, Predictor, RunOptions
 from regenrt.tasks.synthetic import box_masks, synthetic_pictures
 
-pytest.importorskip("pytriton")
+pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (it needs numpy < 2: run this "
+                    "benchmark in an environment of its own with regenrt[serve,test])")
 
 SMOKE = {"clients": []}  # no smoke case: the tests cover the server (tests/integrations/test_pytriton.py)
 PER_CLIENT = 8

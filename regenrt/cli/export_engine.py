@@ -181,8 +181,8 @@ def candidate_lines(candidates: dict, engine: dict) -> str:
         executes = ", ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1])) or "-"
         speed = (f"; batch 1 {latency[name]:.1f} ms, {items[name]:.1f} items/s at batch {cpu.get('run_batch')}"
                  if name in latency else "")
-        verdict = "passed" if entry["passed"] else "REFUSED"
-        notes = [entry.get("variant"), entry.get("claim_broken") and f"WARNING {entry['claim_broken']}",
+        verdict = "passed" if entry["passed"] else "refused"
+        notes = [entry.get("variant"), entry.get("claim_broken") and f"not published: {entry['claim_broken']}",
                  entry.get("on_this_cpu") and "GPU engines' graph, not a CPU engine"]
         chosen = "  <- engine" if name == cpu.get("engine") else ""
         lines.append(f"  {name}: {entry['precision']} -> {executes}; {verdict}, margin {entry['margin']:+.2f}{speed}"

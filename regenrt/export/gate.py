@@ -92,6 +92,8 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
             entry["on_this_cpu"] = entry.pop("claim_broken")
         if not (kind in GPU_ARTEFACTS or (candidate is not None and candidate.required)):
             result.optional.add(kind)
+            for row in rows:
+                row["optional"] = True  # refused, not a failure of the export
         _say(log, entry)
         if entry["passed"]:
             continue
@@ -107,6 +109,8 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
             label = f"{len(kept)} layer{'s' * (len(kept) != 1)} kept unquantized"
             rows, runner, entry = gate_one(key, repaired, precision_of[kind], cases, references, metric, tol, label)
             entry["kept_unquantized"] = kept
+            for row in rows:
+                row["optional"] = True
             result.rows += rows
             paths[key], precision_of[key], built[key] = repaired, precision_of[kind], built[kind]
             result.summary[key] = entry
@@ -123,11 +127,11 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
 def _say(log, entry: dict) -> None:
     if not log:
         return
-    verdict = "passed" if entry["passed"] else f"REFUSED ({entry['worst_criterion']})"
+    verdict = "passed" if entry["passed"] else f"refused ({entry['worst_criterion']})"
     proof = entry.get("proof")
     executes = (" executes " + ", ".join(f"{k} {v:.0%}" for k, v in proof["mac_share"].items()) + " of MACs"
                 if proof and proof.get("mac_share") else "")
     variant = f" [{entry['variant']}]" if entry.get("variant") else ""
     log(f"      {entry['artefact']}{variant} ({entry['precision']}): {verdict}, margin {entry['margin']:+.2f};"
-        f"{executes}" + (f" — WARNING: {entry['claim_broken']}" if entry.get("claim_broken") else "")
+        f"{executes}" + (f" — not published: {entry['claim_broken']}" if entry.get("claim_broken") else "")
         + (f" (CPU note: {entry['on_this_cpu']}; not a CPU engine candidate)" if entry.get("on_this_cpu") else ""))

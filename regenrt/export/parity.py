@@ -91,13 +91,14 @@ def format_table(rows: list[dict], metric: str = "image") -> str:
     lines = [head]
     for r in rows:
         if "max_abs" not in r:
-            lines.append((r["artefact"], r["case"], r["output"], *["-"] * (len(head) - 4), f"FAIL ({r['criterion']})"))
+            verdict = "refused" if r.get("optional") else "FAIL"
+            lines.append((r["artefact"], r["case"], r["output"], *["-"] * (len(head) - 4), f"{verdict} ({r['criterion']})"))
             continue
         lines.append((
             r["artefact"], r["case"], r["output"], f"{r['max_abs']:.3g}", f"{r['mean_abs']:.3g}",
             f"{r['rel_max']:.3g}", f"{r['psnr_db']:.1f}", f"{r['cosine']:.6f}",
             *([f"{r['argmax_agreement']:.2%}"] if argmax else []),
-            ("ok" if r["passed"] else "FAIL") + f" ({r['criterion']})",
+            ("ok" if r["passed"] else "refused" if r.get("optional") else "FAIL") + f" ({r['criterion']})",
         ))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]

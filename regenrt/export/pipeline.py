@@ -372,6 +372,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         path = candidate.build(ctx, candidate)
         if path is not None:
             built[candidate.key] = (candidate, path)
+    skipped = [c.key for c in candidates_for(ctx) if c.key not in built]
+    if skipped and steps.log:
+        steps.log(f"      not built (nothing to build for this model or machine: a graph pass that rewrites nothing, "
+                  f"OpenVINO/NNCF absent or INT8 off, no BF16 on this CPU): {', '.join(skipped)}")
     paths = {key: path for key, (_, path) in built.items()}
     precision_of = {key: c.precision(ctx) for key, (c, _) in built.items()}
 
@@ -408,11 +412,15 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
 
     steps("publishing artefacts")
     published = {}
+    # a CPU engine candidate that passed the gate but does not execute what it claims is not published: a file named
+    # and recorded as bf16 that runs two thirds in fp32 would mislead whoever picks it by hand
+    withheld = {k: gate.summary[k]["claim_broken"] for k in paths if k not in failed and k not in GPU_ARTEFACTS
+                and built[k][0].cpu_engine and gate.summary[k].get("claim_broken")}
     for kind, path in paths.items():
         final = out_dir / path.name
         for leftover in _leftovers(final):  # a stale artefact from an earlier export must not survive (a breach, or
             leftover.unlink(missing_ok=True)  # a layout change: its external data, say)
-        if kind not in failed:
+        if kind not in failed and kind not in withheld:
             for src in artefact_files(path):  # the artefact with every file it is made of
                 os.replace(src, out_dir / src.name)
             published[kind] = final
@@ -421,6 +429,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
             leftover.unlink(missing_ok=True)
     report["published"] = {k: v.name for k, v in published.items()}
     report["rejected"] = sorted({paths[k].name for k in failed})
+    report["withheld"] = {paths[k].name: why for k, why in withheld.items()}
     report["engine"] = engine
     (work / REPORT_NAME).write_text(json.dumps(_finite(report), indent=2))
     os.replace(work / REPORT_NAME, out_dir / REPORT_NAME)

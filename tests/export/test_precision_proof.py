@@ -82,3 +82,33 @@ def test_export_records_proof_and_never_chooses_a_broken_claim(deeplab_engine_di
     ov = report["candidates"]["openvino"]
     assert ov["precision"] == NATIVE and ov["executes"] == NATIVE  # DeepLabV3+ has no transposed convolution
     assert record["cpu_flags"] and "throughput_items_per_s" in record and record["run_batch"] >= 1
+
+
+def test_an_artefact_whose_claim_breaks_is_not_published(tmp_path):
+    """A U-Net's float IR on a BF16 CPU claims bf16, but OpenVINO runs its ConvTranspose layers in fp32 (two thirds
+    of the MACs of a small U-Net): it passes the gate, yet a file recorded as bf16 that runs mostly fp32 would
+    mislead whoever picks it by hand. It is withheld, with the reason in parity.json; the sub-pixel IR (all bf16)
+    is published. Where the CPU has no BF16 the claim is fp32 and holds: everything that passed is published."""
+    from regenrt.export.pipeline import export_checkpoint
+    from regenrt.models import create_model
+
+    torch.manual_seed(0)
+    torch.save(create_model("unet_128", ngf=8).state_dict(), tmp_path / "g.pt")
+    lines = []
+    result = export_checkpoint(tmp_path / "g.pt", tmp_path / "e", cpu_engine="openvino", parity_samples=1, int8="off",
+                               log=lines.append)
+    report = json.loads((tmp_path / "e" / "parity.json").read_text())
+    for key, entry in report["candidates"].items():
+        published = (tmp_path / "e" / entry["artefact"]).exists()
+        broken = entry.get("claim_broken")
+        assert published == (entry["passed"] and not broken), (key, entry)
+        if broken:
+            assert report["withheld"][entry["artefact"]] == broken
+            assert any(entry["artefact"] in line and f"not published: {broken}" in line for line in lines)
+    assert set(report["withheld"]) == {e["artefact"] for e in report["candidates"].values() if e.get("claim_broken")}
+    assert not set(report["withheld"]) & {p.name for p in result.artefacts.values()}
+    if NATIVE == "bf16":
+        assert "model.openvino.xml" in report["withheld"] and "fp32" in report["withheld"]["model.openvino.xml"]
+        assert (tmp_path / "e" / "model.openvino.subpixel.xml").exists()
+    else:
+        assert report["withheld"] == {}

@@ -202,7 +202,9 @@ class TritonPythonModel:
 '''
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pytriton") is None, reason="nvidia-pytriton is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("pytriton") is None,
+                    reason="nvidia-pytriton is not installed (it needs numpy < 2: ./dev.sh test runs this test in "
+                           ".venv-serve, an environment of their own)")
 def test_the_ensemble_runs_in_triton(inpainting_engine, tmp_path):
     from pytriton.client import ModelClient
     from pytriton.client.exceptions import PyTritonClientInferenceServerError
