@@ -33,9 +33,13 @@ setup_serving() {  # PyTriton's own environment: regenrt + nvidia-pytriton, whic
   [ -x "$sv/bin/python" ] || python3 -m venv "$sv"
   local stamp="$sv/.regenrt-installed"
   if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return; fi
-  "$sv/bin/python" -m pip install -q --upgrade pip
-  "$sv/bin/python" -c "import torch" 2>/dev/null || "$sv/bin/python" -m pip install -q "${REGENRT_TORCH_SPEC:-torch==2.13.0}"
-  PYTHONWARNINGS="ignore:Editable installation" "$sv/bin/python" -m pip install -q -e ".[serve-test]"
+  local log="$sv/pip.log"
+  {
+    "$sv/bin/python" -m pip install -q --upgrade pip &&
+    { "$sv/bin/python" -c "import torch" 2>/dev/null ||
+      "$sv/bin/python" -m pip install -q "${REGENRT_TORCH_SPEC:-torch==2.13.0}"; } &&
+    PYTHONWARNINGS="ignore:Editable installation" "$sv/bin/python" -m pip install -q -e ".[serve-test]"
+  } >"$log" 2>&1 || { tail -20 "$log"; return 1; }
   touch "$stamp"
 }
 

@@ -1,11 +1,14 @@
-"""Built-in demo checkpoints: small models with random weights saved the way their authors' code saves them.
+"""Built-in demo checkpoints: small models saved the way their authors' code saves them, trained for a minute
+on procedural pictures so that the demo shows the product, not only the plumbing (nothing is downloaded).
 
-Random weights are the only kind that can be made here (no downloads); BatchNorm statistics are randomized and
-the last layer scaled so that outputs have a realistic spread, as in the shared parity fixtures.
+With ``train_seconds=0`` the weights stay random (BatchNorm statistics randomized, as in the shared parity
+fixtures): near-tied segmentation logits, noise-like fills. Trained for ~60 s on 2 cores, the segmentation model
+tells the scene's shapes apart (its class is the shape, not the colour), the inpainting generator fills holes with
+the surrounding colours and edges, and phase recovery shows the picture's main edges emerging from its phase.
 
 Example::
 
-    path = make_demo_checkpoint("phase-recovery", "demo/")   # DeepLabV3+ R18, 1 channel in, 1 out
+    path = make_demo_checkpoint("inpainting", "demo/", train_seconds=60)   # unet_256 ngf 16, trained a minute
 """
 from __future__ import annotations
 
@@ -19,12 +22,16 @@ from .models import create_model
 DEMOS = {
     "phase-recovery": ("deeplabv3plus_resnet18", {"in_channels": 1, "classes": 1}),
     "inpainting": ("unet_256", {"ngf": 16, "norm": "batch"}),
-    "segmentation": ("deeplabv3plus_resnet18", {"in_channels": 3, "classes": 5}),
+    "segmentation": ("deeplabv3plus_resnet18", {"in_channels": 3, "classes": 6}),  # labelled_scenes' 6 classes
 }
+TRAIN_SIZE = {"phase-recovery": 128, "inpainting": 256, "segmentation": 128}  # (unet_256 needs 256 x 256)
+TRAIN_BATCH = {"phase-recovery": 8, "inpainting": 4, "segmentation": 8}
 
 
-def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0) -> Path:
-    """Save a demo state_dict for ``task`` to ``directory/demo_<task>.pt`` and return its path."""
+def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0, train_seconds: float = 0.0,
+                         log=None) -> Path:
+    """Save a demo state_dict for ``task`` to ``directory/demo_<task>.pt`` and return its path; trained for
+    ``train_seconds`` on procedural pictures first (0: random weights)."""
     arch, config = DEMOS[task]
     torch.manual_seed(seed)
     model = create_model(arch, **config)
@@ -35,10 +42,78 @@ def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0) -> Pat
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.1, 0.1)
+    if train_seconds > 0:
+        train(model, task, train_seconds, seed, log)
     path = Path(directory) / f"demo_{task.replace('-', '_')}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
+
+
+def _batch(task: str, step: int, seed: int):
+    """(model input, target) of one training batch, from the pictures the task's contract turns into inputs."""
+    import numpy as np
+
+    from .kernels.reference import fourier_phase, holes_to_input, phase_to_input, rgb_normalize
+    from .tasks.synthetic import box_masks, labelled_scenes, synthetic_pictures
+
+    n, size = TRAIN_BATCH[task], TRAIN_SIZE[task]
+    rng_seed = 1_000_000 * (seed + 1) + step
+    if task == "phase-recovery":
+        pictures = synthetic_pictures(n, size, size, 1, seed=rng_seed)
+        x = np.stack([phase_to_input(fourier_phase(p), 1) for p in pictures])
+        y = pictures.reshape(n, 1, size, size).astype(np.float32) / 255.0
+        return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
+    pictures, labels = labelled_scenes(n, size, size, seed=rng_seed)
+    if task == "segmentation":
+        x = np.empty((n, 3, size, size), np.float32)
+        for i, pic in enumerate(pictures):
+            rgb_normalize(pic, x, i)
+        return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
+    masks = box_masks(n, size, size, seed=rng_seed)[0]
+    x = np.stack([holes_to_input(p, m) for p, m in zip(pictures, masks)]).astype(np.float32)
+    target = torch.from_numpy(pictures.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+    return torch.from_numpy(x), (target, torch.from_numpy(masks.astype(np.float32))[:, None])
+
+
+def _loss(task: str, out, y):
+    import torch.nn.functional as F
+
+    if task == "segmentation":
+        return F.cross_entropy(out, y)
+    if task == "phase-recovery":
+        return F.l1_loss(out, y)
+    target, hole = y
+    return F.l1_loss(out * hole, target * hole, reduction="sum") / (3 * hole.sum()) + 0.1 * F.l1_loss(out, target)
+
+
+def train(model: nn.Module, task: str, seconds: float, seed: int = 0, log=None, max_steps: int | None = None) -> dict:
+    """Adam on procedural batches until ``seconds`` have passed (or ``max_steps``); the model is left in eval mode.
+    Returns the first and last losses (averaged over 10 steps) and the step count."""
+    import time
+
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if task != "inpainting" else 5e-4)
+    losses, started, step, said = [], time.perf_counter(), 0, 0.0
+    while time.perf_counter() - started < seconds and (max_steps is None or step < max_steps):
+        x, y = _batch(task, step, seed)
+        loss = _loss(task, model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        elapsed = time.perf_counter() - started
+        if log and elapsed - said >= 15:
+            said = elapsed
+            log(f"demo: training the {task} model: {elapsed:.0f}/{seconds:.0f} s, step {step}, "
+                f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}")
+    model.eval()
+    record = {"steps": step, "first_loss": sum(losses[:10]) / max(1, len(losses[:10])),
+              "last_loss": sum(losses[-10:]) / max(1, len(losses[-10:]))}
+    if log:
+        log(f"demo: trained {step} steps in {time.perf_counter() - started:.0f} s, loss {record['first_loss']:.3f} -> {record['last_loss']:.3f}")
+    return record
 
 
 def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int = 256, seed: int = 0) -> dict:
@@ -47,12 +122,15 @@ def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int = 
     from PIL import Image
 
     from .kernels.reference import fourier_phase
-    from .tasks.synthetic import box_masks, synthetic_pictures
+    from .tasks.synthetic import box_masks, labelled_scenes, synthetic_pictures
 
     directory = Path(directory)
     inputs = directory / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
-    pictures = synthetic_pictures(n, size, size, 1 if task == "phase-recovery" else 3, seed=seed)
+    if task == "phase-recovery":
+        pictures = synthetic_pictures(n, size, size, 1, seed=seed)
+    else:  # the kind of pictures the demo models are trained on (other seeds than training's)
+        pictures = labelled_scenes(n, size, size, seed=seed + 777)[0]
     if task == "phase-recovery":
         for i, pic in enumerate(pictures):
             np.save(inputs / f"phase_{i:03d}.npy", fourier_phase(pic))

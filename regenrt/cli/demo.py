@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,10 +15,16 @@ def _demo(args: argparse.Namespace) -> int:
     from ..export.pipeline import export_checkpoint
     from ..runtime import Engine, RunOptions, run_directory
 
-    root = Path(args.output)
+    root = Path(args.output) / args.task  # one folder per task: another task's demo never mixes with this one
+    for old in ("inputs", "masks", "outputs"):  # a demo re-run starts clean (run-infer would resume the old one)
+        shutil.rmtree(root / old, ignore_errors=True)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    ckpt = make_demo_checkpoint(args.task, root)
-    log(f"demo: wrote {'an' if args.task[0] in 'aeiou' else 'a'} {args.task} checkpoint with random weights to {ckpt}")
+    if args.train_seconds > 0:
+        log(f"demo: training a small {args.task} model on procedural pictures for {args.train_seconds:g} s "
+            "(--train-seconds 0: random weights)")
+    ckpt = make_demo_checkpoint(args.task, root, train_seconds=args.train_seconds, log=log)
+    kind = "trained" if args.train_seconds > 0 else "random-weight"
+    log(f"demo: wrote {'an' if kind[0] in 'aeiou' else 'a'} {kind} {args.task} checkpoint to {ckpt}")
     result = export_checkpoint(ckpt, root / "engine", log=log)
     print(format_table(result.report["rows"], result.report["metric"]))
     print(f"\nparity gate passed; engines in {result.output_dir}")
@@ -39,11 +46,16 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         allow_abbrev=False, prog="regenrt-demo", epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make a demo checkpoint (random weights), export it with the parity gate, then run the engine "
-                    "export chose over generated inputs with run-infer's pipeline.")
+        description="Make a demo checkpoint (a small model trained for a minute on procedural pictures), export it "
+                    "with the parity gate, then run the engine export chose over generated inputs with run-infer's "
+                    "pipeline. Everything goes to OUTPUT/<task>/ (checkpoint, engine/, inputs/, masks/, outputs/).")
     parser.add_argument("task", nargs="?", default="phase-recovery",
                         choices=["phase-recovery", "inpainting", "segmentation"], help="default phase-recovery")
-    parser.add_argument("-o", "--output", default="regenrt-demo", help="directory for everything (default ./regenrt-demo)")
+    parser.add_argument("-o", "--output", default="regenrt-demo",
+                        help="directory for everything, one folder per task inside (default ./regenrt-demo)")
+    parser.add_argument("--train-seconds", type=float, default=60.0,
+                        help="train the demo model this long on procedural pictures first (default 60; 0 keeps "
+                             "random weights: the plumbing without a meaningful picture)")
     parser.add_argument("--items", type=int, default=16, help="number of demo inputs (default 16)")
     parser.add_argument("--engine", choices=["chosen", "fp32", "fp16"], default="chosen",
                         help="engine to run: chosen (default: the one export recorded in engine.json as fastest "

@@ -75,16 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "when refused, layers costing the most accuracy are kept unquantized (said in the "
                              "summary). auto (default): when NNCF and OpenVINO are installed; on: require them; "
                              "off: no INT8 candidate")
+    export.add_argument("--cpu-aoti", action="store_true",
+                        help="also compile the model ahead of time for this CPU with PyTorch Inductor "
+                             "(model.aoti-cpu.pt2 + its fingerprint; FP32, a C++ compiler needed, minutes for "
+                             "large models): a CPU candidate gated and timed like the others")
     export.add_argument("--run-batch", type=int, default=8, metavar="N",
                         help="batch size the engine choice is timed at (run-infer's --batch-size, default 8), with "
                              "run-infer's concurrency (OpenVINO: throughput hint and its infer requests)")
     gpu = parser.add_argument_group("GPU engine (NVIDIA)")
-    gpu.add_argument("--gpu-engine", choices=["auto", "tensorrt", "torch", "none"], default="auto",
+    gpu.add_argument("--gpu-engine", choices=["auto", "tensorrt", "aoti", "torch", "none"], default="auto",
                      help="auto (default): when an NVIDIA GPU is visible, build a TensorRT FP16 engine (model.engine "
                           "+ its fingerprint model.engine.json) if TensorRT is installed, else the torch-CUDA FP16 "
                           "artefact (model.torch.pt); gated on the GPU and recorded as the engine, the CPU engine "
-                          "beside it (run-infer --device cpu). Nothing without a GPU. tensorrt/torch: require it; "
-                          "none: CPU artefacts only")
+                          "beside it (run-infer --device cpu). aoti: the model compiled ahead of time by PyTorch "
+                          "Inductor, FP16 (model.aoti.pt2 + its fingerprint). Without a GPU none is built, and "
+                          "engine.json records the command that builds it on the GPU machine. tensorrt/aoti/torch: "
+                          "require a GPU; none: CPU artefacts only")
     gpu.add_argument("--max-batch", type=int, default=16, metavar="N",
                      help="TensorRT optimization profile: largest batch (default 16); sizes: --input-shape is the "
                           "opt shape, fixed-size models vary the batch only")
@@ -150,7 +156,7 @@ def _export(args: argparse.Namespace) -> int:
         exporter=args.exporter,
         tolerances=Tolerances(args.fp32_tol, args.min_psnr, args.min_argmax),
         parity_samples=args.parity_samples, calibration_samples=args.calibration_samples, seed=args.seed,
-        cpu_engine=args.cpu_engine, int8=args.int8, run_batch=args.run_batch, log=log,
+        cpu_engine=args.cpu_engine, int8=args.int8, run_batch=args.run_batch, log=log, cpu_aoti=args.cpu_aoti,
         gpu=GpuOptions(args.gpu_engine, args.max_batch, Path(args.timing_cache) if args.timing_cache else None,
                        args.version_compatible, args.hardware_compatible),
     )

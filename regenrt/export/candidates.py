@@ -41,7 +41,9 @@ class BuildContext:
     openvino: bool  # OpenVINO candidates wanted (installed, --cpu-engine auto|openvino)
     int8: bool  # INT8 candidates wanted (--int8 auto)
     log: Callable[[str], None] | None = None
-    metric: str = "image"  # the gate's metric and tolerances (INT8 repair predicts the gate with them)
+    metric: str = "image"
+    torch_model: dict | None = None  # model, mode, shape, dynamic_hw, multiple, max_batch, rebuild: for the
+    # candidates compiled from the PyTorch model itself (AOTInductor), when asked for (--cpu-aoti)  # the gate's metric and tolerances (INT8 repair predicts the gate with them)
     tolerances: Tolerances = field(default_factory=Tolerances)
     _graphs: dict[str, Path | None] = field(default_factory=dict)
 
@@ -206,6 +208,21 @@ register_candidate(Candidate("openvino-int8-subpixel", "model.openvino.subpixel.
                              "subpixel-convtranspose", lambda ctx: "int8", _build_int8, repair=_repair_int8))
 register_candidate(Candidate("openvino-int8-subpixel-bf16", "model.openvino.subpixel.int8-bf16.xml", "openvino",
                              "subpixel-convtranspose", lambda ctx: "int8", _native_rest_of("openvino-int8-subpixel")))
+
+
+# --- AOTInductor: the model compiled ahead of time for this CPU (fingerprinted like a TensorRT engine) ----------
+def _build_aoti_cpu(ctx: BuildContext, c: Candidate) -> Path | None:
+    if ctx.torch_model is None:
+        return None
+    from .aoti import build_package
+
+    t = ctx.torch_model
+    return build_package(t["model"], ctx.work / c.artefact, device="cpu", dtype="fp32", shape=t["shape"],
+                         dynamic_hw=t["dynamic_hw"], multiple=t["multiple"], max_batch=t["max_batch"],
+                         metadata=ctx.derived("fp32"), rebuild=t["rebuild"], mode=t["mode"])
+
+
+register_candidate(Candidate("aoti-cpu", "model.aoti-cpu.pt2", "aoti", "export", lambda ctx: "fp32", _build_aoti_cpu))
 
 
 def candidates_for(ctx: BuildContext) -> list[Candidate]:

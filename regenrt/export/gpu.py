@@ -1,8 +1,12 @@
-"""The GPU engine of an export: a TensorRT FP16 engine, or the torch-CUDA FP16 artefact where TensorRT is absent.
+"""The GPU engine of an export: a TensorRT FP16 engine, the AOTInductor FP16 package, or the torch-CUDA FP16
+artefact.
 
 ``--gpu-engine auto`` (default) builds one only when an NVIDIA GPU is visible: TensorRT when it is installed,
-else the torch-CUDA artefact — and says which. Asking for a kind the machine cannot build fails before any work,
-with what to install. The artefact goes through the same parity gate as the CPU artefacts, on the GPU.
+else the torch-CUDA artefact — and says which; ``aoti`` compiles the model ahead of time with PyTorch Inductor
+(:mod:`regenrt.export.aoti`). Asking for a kind the machine cannot build fails before any work, with what to
+install. The artefact goes through the same parity gate as the CPU artefacts, on the GPU. Where no GPU is
+visible, the export says so and records the command that builds the GPU engine on the GPU machine
+(:func:`no_gpu_engine`): an engine is built for one GPU, on it.
 
 Example::
 
@@ -18,9 +22,9 @@ from ..errors import MissingDependencyError
 from .tensorrt import (build_engine, check_fingerprint, current_environment, import_tensorrt, optimization_profile,
                        sidecar_path, timing_cache_path, write_fingerprint)
 
-GPU_ENGINES = ("auto", "tensorrt", "torch", "none")
+GPU_ENGINES = ("auto", "tensorrt", "aoti", "torch", "none")
 TIMING_CACHE_DIR = Path.home() / ".cache" / "regenrt" / "tensorrt"
-GPU_ARTEFACTS = {"tensorrt": "model.engine", "torch": "model.torch.pt"}
+GPU_ARTEFACTS = {"tensorrt": "model.engine", "aoti": "model.aoti.pt2", "torch": "model.torch.pt"}
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,19 @@ def resolve_gpu_engine(choice: str) -> str | None:
         return "tensorrt"
     if choice == "auto":
         return "tensorrt" if _have_tensorrt() else "torch"
-    return "torch"
+    return choice  # aoti, torch
 
 
 def build_gpu_artefact(kind: str, work: Path, *, loaded, metadata: dict, fp16_onnx: Path | None, shape: tuple,
                        dynamic_hw: bool, multiple: int, options: GpuOptions, rebuild: str) -> Path:
     """Build the ``kind`` artefact in ``work``; a TensorRT engine gets a provisional (unverified) fingerprint."""
     path = work / GPU_ARTEFACTS[kind]
+    if kind == "aoti":
+        from .aoti import build_package
+
+        return build_package(loaded.model, path, device="cuda", dtype="fp16", shape=shape, dynamic_hw=dynamic_hw,
+                             multiple=multiple, max_batch=options.max_batch, metadata=metadata, rebuild=rebuild,
+                             mode=metadata.get("mode", "eval"))
     if kind == "torch":
         from ..runtime.backends.pytorch import save_artefact
 
@@ -98,13 +108,40 @@ def open_for_gate(kind: str, path: Path):
         from ..runtime.backends.pytorch import TorchRunner
 
         return TorchRunner(path, "cuda")
+    if kind == "aoti":
+        from ..runtime.backends.aoti import AotiRunner
+
+        return AotiRunner(path, "cuda", allow_unverified=True)
     from ..runtime.backends.tensorrt import TensorRTRunner
 
     return TensorRTRunner(path, allow_unverified=True)
 
 
+def no_gpu_engine(choice: str, rebuild: str) -> dict:
+    """What engine.json says about the GPU engine of an export that built none: why, and the command that builds
+    it on the GPU machine (engines are compiled for one GPU, so they are built there, never shipped)."""
+    import shlex
+
+    if choice == "none":
+        reason = "none asked for (--gpu-engine none)"
+    else:
+        reason = "none built here (no NVIDIA GPU visible to torch)"
+    parts = shlex.split(rebuild)
+    if "--gpu-engine" in parts:
+        del parts[parts.index("--gpu-engine"):parts.index("--gpu-engine") + 2]
+    how = ("on the NVIDIA GPU machine: " + shlex.join(parts + ["--gpu-engine", "aoti"])
+           + " (AOTInductor FP16; tensorrt where TensorRT is installed, torch for the torch-CUDA artefact)")
+    return {"built": False, "reason": reason, "how": how}
+
+
 def record_parity(kind: str, path: Path, rows: list[dict], passed: bool) -> None:
-    """Write the gate's verdict into the TensorRT engine's fingerprint (the torch artefact has none)."""
+    """Write the gate's verdict into a fingerprinted artefact: the TensorRT engine, the AOTInductor packages
+    (GPU and CPU); other artefacts carry none."""
+    if path.name.endswith(".pt2"):
+        from .aoti import record_verdict
+
+        record_verdict(path, rows, passed)
+        return
     if kind != "tensorrt":
         return
     sidecar = sidecar_path(path)

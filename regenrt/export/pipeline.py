@@ -31,7 +31,7 @@ from ..runtime.engine import artefact_files
 from ..tasks import get_task, load_sample
 from .candidates import BuildContext, Candidate, artefact_names, candidates_for
 from .gate import run_gate
-from .gpu import GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, record_parity, resolve_gpu_engine
+from .gpu import no_gpu_engine, GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, export_onnx
 from .onnx_io import data_path, save_onnx
@@ -70,6 +70,7 @@ class _Plan:
     gpu_kind: str | None = None
     gpu: GpuOptions = GpuOptions()
     rebuild: str = ""
+    cpu_aoti: bool = False
 
 
 @dataclass
@@ -176,7 +177,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                       state_key: str | None = None, exporter: str = "torchscript",
                       tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
                       calibration_samples: int = 8, seed: int = 0, cpu_engine: str = "auto",
-                      int8: str = "auto", run_batch: int = 8, gpu: GpuOptions = GpuOptions(), log: Callable[[str], None] | None = None) -> ExportResult:
+                      int8: str = "auto", run_batch: int = 8, gpu: GpuOptions = GpuOptions(),
+                      cpu_aoti: bool = False, log: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``checkpoint`` to verified artefacts in ``output_dir`` (see module docstring).
 
     ``cpu_engine``: ``auto`` also converts to OpenVINO when it is installed and records the fastest verified
@@ -234,7 +236,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                  tolerances, parity_samples, calibration_samples, seed,
                  cpu_engine if cpu_engine != "auto" or with_openvino else "onnxruntime", use_int8, run_batch,
                  gpu_kind, gpu,
-                 _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu))
+                 _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu,
+                                  cpu_aoti), cpu_aoti)
     work = Path(tempfile.mkdtemp(prefix=".regenrt-export-", dir=out_dir))
     try:
         return _export_in(work, out_dir, plan, steps)
@@ -242,8 +245,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu) -> str:
-    """The export-engine command line that rebuilds this export (kept in the TensorRT engine's fingerprint)."""
+def _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mode, gpu_kind, gpu,
+                     cpu_aoti: bool = False) -> str:
+    """The export-engine command line that rebuilds this export (kept in the fingerprints of the TensorRT engine
+    and the AOTInductor packages)."""
     import shlex
 
     parts = ["export-engine", str(checkpoint), "-o", str(out_dir)]
@@ -258,6 +263,7 @@ def _rebuild_command(checkpoint, out_dir, arch, overrides, task, input_shape, mo
     parts += ["--max-batch", str(gpu.max_batch)] if gpu.max_batch != GpuOptions().max_batch else []
     parts += ["--version-compatible"] if gpu.version_compatible else []
     parts += ["--hardware-compatible"] if gpu.hardware_compatible else []
+    parts += ["--cpu-aoti"] if cpu_aoti else []
     return shlex.join(parts)
 
 
@@ -315,7 +321,7 @@ def _known_artefacts() -> set[str]:
 
 # the files that travel with an artefact, by its suffix (they may not exist)
 _COMPANIONS: dict[str, Callable[[Path], Path]] = {".xml": lambda p: p.with_suffix(".bin"), ".onnx": data_path,
-                                                  ".engine": sidecar_path}
+                                                  ".engine": sidecar_path, ".pt2": sidecar_path}
 
 
 def _leftovers(path: Path) -> list[Path]:
@@ -364,7 +370,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     references = [r for (name, _), r in zip(every_case, references) if not name.startswith("calibration ")]
     ctx = BuildContext(work, fp32_path, base, _calibration(p, every_case), p.precisions,
                        openvino=p.cpu_engine in ("auto", "openvino"), int8=p.int8, log=steps.log,
-                       metric=task_obj.metric, tolerances=p.tolerances)
+                       metric=task_obj.metric, tolerances=p.tolerances,
+                       torch_model=dict(model=p.loaded.model, mode=p.mode, shape=shape, dynamic_hw=p.dynamic_hw,
+                                        multiple=p.multiple, max_batch=p.gpu.max_batch, rebuild=p.rebuild)
+                       if p.cpu_aoti else None)
     steps(f"building candidates (calibrated on {len(ctx.calibration)} task inputs): "
           + ", ".join(c.key for c in candidates_for(ctx)))
     built: dict[str, tuple[Candidate, Path]] = {}
@@ -397,9 +406,8 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     report = {"passed": not hard,
               "tolerances": p.tolerances.as_dict(), "metric": task_obj.metric, "rows": rows, "worst": worst,
               "checkpoint_sha256": p.ckpt.sha256, "candidates": gate.summary}
-    if p.gpu_kind:
-        record_parity(p.gpu_kind, paths[p.gpu_kind], _finite([r for r in rows if r["artefact"] == paths[
-            p.gpu_kind].name]), p.gpu_kind not in failed)
+    for kind, path in paths.items():  # fingerprinted artefacts (TensorRT, AOTInductor) carry the gate's verdict
+        record_parity(kind, path, _finite([r for r in rows if r["artefact"] == path.name]), kind not in failed)
 
     steps(f"choosing the engine ({'fastest verified' if p.cpu_engine == 'auto' else p.cpu_engine}: batch 1 latency, "
           f"throughput at run-infer's batch {p.run_batch})")
@@ -409,6 +417,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                                gate.summary)
     if p.gpu_kind and p.gpu_kind not in failed:
         engine = gpu_record(p.gpu_kind, gate.runners[p.gpu_kind], cases[1][1], engine, steps.log)
+    elif not p.gpu_kind and engine is not None:
+        engine["gpu_engine"] = no_gpu_engine(p.gpu.engine, p.rebuild)
+        if steps.log:
+            steps.log(f"      GPU engine: {engine['gpu_engine']['reason']}; {engine['gpu_engine']['how']}")
 
     steps("publishing artefacts")
     published = {}

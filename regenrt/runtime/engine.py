@@ -61,7 +61,7 @@ def backend_for(path: Path) -> Backend:
 def artefact_files(path: Path) -> list[Path]:
     if path.suffix == ".xml":
         return [path, path.with_suffix(".bin")]
-    if path.suffix == ".engine":
+    if path.suffix in (".engine", ".pt2"):  # compiled code and its fingerprint
         return [path, Path(str(path) + ".json")]
     if path.suffix == ".onnx":  # and its external data files, if any
         import onnx
@@ -374,3 +374,13 @@ def _cuda_graphs() -> bool:
 
 register_backend(Backend("torch", (".torch.pt",), _torch_open, _lazy("pytorch", "torch_devices"),
                          _lazy("pytorch", "read_metadata"), "cuda"))
+
+
+def _aoti_open(path: Path, device: str, mode: str = "latency"):
+    from .backends.aoti import AotiRunner
+
+    return AotiRunner(path, device)
+
+
+register_backend(Backend("aoti", (".pt2",), _aoti_open, _lazy("aoti", "aoti_devices"), _lazy("aoti", "read_metadata"),
+                         "cuda"))
