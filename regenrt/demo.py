@@ -21,11 +21,12 @@ from .models import create_model
 
 DEMOS = {
     "phase-recovery": ("deeplabv3plus_resnet18", {"in_channels": 1, "classes": 1}),
-    "inpainting": ("unet_256", {"ngf": 16, "norm": "batch"}),
+    "inpainting": ("unet_128", {"ngf": 32, "norm": "batch"}),  # trained at 128², run at 256²
     "segmentation": ("deeplabv3plus_resnet18", {"in_channels": 3, "classes": 6}),  # labelled_scenes' 6 classes
 }
-TRAIN_SIZE = {"phase-recovery": 128, "inpainting": 256, "segmentation": 128}  # (unet_256 needs 256 x 256)
-TRAIN_BATCH = {"phase-recovery": 8, "inpainting": 4, "segmentation": 8}
+TRAIN_SIZE = {"phase-recovery": 128, "inpainting": 128, "segmentation": 128}
+TRAIN_BATCH = {"phase-recovery": 8, "inpainting": 8, "segmentation": 8}
+HOLES = (4, 32 / 256)  # the demo's holes: 4 squares of 32/256 (a minute of training fills these; 75/256 ones need hours)
 
 
 def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0, train_seconds: float = 0.0,
@@ -70,7 +71,7 @@ def _batch(task: str, step: int, seed: int):
         for i, pic in enumerate(pictures):
             rgb_normalize(pic, x, i)
         return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
-    masks = box_masks(n, size, size, seed=rng_seed)[0]
+    masks = box_masks(n, size, size, boxes=HOLES[0], seed=rng_seed, side=HOLES[1])[0]
     x = np.stack([holes_to_input(p, m) for p, m in zip(pictures, masks)]).astype(np.float32)
     target = torch.from_numpy(pictures.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
     return torch.from_numpy(x), (target, torch.from_numpy(masks.astype(np.float32))[:, None])
@@ -93,7 +94,7 @@ def train(model: nn.Module, task: str, seconds: float, seed: int = 0, log=None, 
     import time
 
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if task != "inpainting" else 5e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses, started, step, said = [], time.perf_counter(), 0, 0.0
     while time.perf_counter() - started < seconds and (max_steps is None or step < max_steps):
         x, y = _batch(task, step, seed)
@@ -116,8 +117,9 @@ def train(model: nn.Module, task: str, seconds: float, seed: int = 0, log=None, 
     return record
 
 
-def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int = 256, seed: int = 0) -> dict:
-    """Write ``n`` inputs for ``task`` under ``directory`` and return the run-infer options they need."""
+def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int | None = None, seed: int = 0) -> dict:
+    """Write ``n`` inputs for ``task`` under ``directory`` (``size`` x ``size``; default 128 for the inpainting
+    demo, whose unet_128 takes 128 x 128 only, else 256) and return the run-infer options they need."""
     import numpy as np
     from PIL import Image
 
@@ -125,6 +127,7 @@ def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int = 
     from .tasks.synthetic import box_masks, labelled_scenes, synthetic_pictures
 
     directory = Path(directory)
+    size = size or (128 if DEMOS[task][0] == "unet_128" else 256)
     inputs = directory / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     if task == "phase-recovery":
@@ -139,7 +142,7 @@ def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int = 
         Image.fromarray(pic).save(inputs / f"picture_{i:03d}.png")
     if task == "segmentation":
         return {}
-    masks, _ = box_masks(n, size, size, seed=seed + 1)
+    masks, _ = box_masks(n, size, size, boxes=HOLES[0], seed=seed + 1, side=HOLES[1])
     mask_dir = directory / "masks"
     mask_dir.mkdir(exist_ok=True)
     for i, mask in enumerate(masks):

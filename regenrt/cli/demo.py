@@ -40,7 +40,17 @@ def _demo(args: argparse.Namespace) -> int:
                             progress=True)
     print(summary.text())
     print(f"outputs in {root / 'outputs'}")
+    if args.train_seconds > 0:
+        print(WHAT_TO_EXPECT[args.task])
     return 0 if not summary.failed else 8
+
+
+WHAT_TO_EXPECT = {  # what a minute of training on 2 CPU cores shows (measured: see regenrt.demo)
+    "segmentation": "expect: the scenes' shapes told apart by shape (the *_overlay.png files), rough at the edges",
+    "inpainting": "expect: the holes (masks/) filled with the surrounding colours, blurred where edges cross them",
+    "phase-recovery": "expect: a blurred average, not the picture: recovering a picture from its Fourier phase takes "
+                      "far more than a minute of training (the demo shows the path: export, gate, run)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,14 +65,16 @@ def synthetic_pictures(n: int, h: int, w: int, channels: int = 3, seed: int = 0)
     return np.stack([synthetic_picture(rng, h, w, channels) for _ in range(n)])
 
 
-def box_masks(n: int, h: int, w: int, boxes: int = 2, seed: int = 0) -> tuple[np.ndarray, list[list[tuple]]]:
-    """``n`` HxW uint8 masks (1 = hole) with ``boxes`` non-overlapping squares of side 75/256 of the picture.
+def box_masks(n: int, h: int, w: int, boxes: int = 2, seed: int = 0,
+              side: float = 75 / 256) -> tuple[np.ndarray, list[list[tuple]]]:
+    """``n`` HxW uint8 masks (1 = hole) with ``boxes`` non-overlapping squares of side ``side`` of the picture
+    (default 75/256).
 
     Returns the masks and, per mask, the boxes as (top, left, height, width) — the Kaggle image-regeneration
     layout at 256x256 is two 75x75 boxes.
     """
     rng = np.random.default_rng(seed)
-    side_h, side_w = max(1, round(75 * h / 256)), max(1, round(75 * w / 256))
+    side_h, side_w = max(1, round(side * h)), max(1, round(side * w))
     masks = np.zeros((n, h, w), np.uint8)
     all_boxes = []
     for i in range(n):
