@@ -51,8 +51,10 @@ MODELS = {
 }
 
 
-def export_model(m: BenchModel, directory: Path) -> Path:
-    """Save the model as a checkpoint and export it with export-engine's defaults (every artefact, gated)."""
+def export_model(m: BenchModel, directory: Path, smoke: bool = False) -> Path:
+    """Save the model as a checkpoint and export it with export-engine's defaults (every artefact, gated); a smoke
+    run (plain pytest: the benchmark code run once, untimed) leaves the INT8 candidates out (a minute of NNCF
+    quantization and repair per model; tests/export/test_int8.py covers them)."""
     from regenrt.export.pipeline import export_checkpoint
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ def export_model(m: BenchModel, directory: Path) -> Path:
     torch.save(m.build().state_dict(), ckpt)
     overrides = {k: v for k, v in m.config.items() if k == "encoder"}
     export_checkpoint(ckpt, directory / "engine", arch=m.arch, overrides=overrides or None, task=m.task,
-                      parity_samples=1, calibration_samples=4)
+                      parity_samples=1, calibration_samples=4, int8="off" if smoke else "auto")
     return directory / "engine"
 
 

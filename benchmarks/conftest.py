@@ -78,15 +78,17 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    """key -> export directory, exported on first use (every artefact through the parity gate)."""
+def exported(tmp_path_factory, request):
+    """key -> export directory, exported on first use (every artefact through the parity gate; no INT8 in smoke
+    runs)."""
     cache = {}
+    smoke = not request.config.getoption("--benchmark")
 
     def get(key):
         if key not in cache:
             from .common import MODELS, export_model
 
-            cache[key] = export_model(MODELS[key], tmp_path_factory.mktemp(key))
+            cache[key] = export_model(MODELS[key], tmp_path_factory.mktemp(key), smoke=smoke)
         return cache[key]
 
     return get
