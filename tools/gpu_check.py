@@ -1,8 +1,8 @@
 """The GPU check: install regenrt beside a preinstalled CUDA torch (never touching it), run the GPU tests and the
 numba CUDA kernel tests on the real device, run the GPU benchmarks, and write one report (JSON + Markdown).
 
-    ./dev.sh gpu-check [--out DIR] [--wheels DIR] [--fixtures DIR] [--stages tests,kernels,models]
-                       [--limit tests=150,kernels=90,models=200] [--raw DIR]
+    ./dev.sh gpu-check [--out DIR] [--wheels DIR] [--fixtures DIR] [--stages tests,kernels,models,peers]
+                       [--limit tests=150,kernels=90,models=200,peers=180] [--raw DIR]
 
 Run it from a checkout on a machine with an NVIDIA GPU, with the Python that holds the CUDA torch
 (``REGENRT_PYTHON``, default ``python3``). ``--wheels``: a folder of wheels for what that Python lacks (offline
@@ -12,7 +12,7 @@ tests export the pix2pix one). ``--raw``: where each stage's JUnit XML and bench
 a failing or timed-out stage is reported and the next one still runs. Before the stages: a one-line refusal when
 this Python lacks pytest-benchmark or numba-cuda, then every CUDA kernel compiled for the GPU
 (tools/cuda_compile_check.py; NVVM missing is a one-line refusal too). report.json's ``goals``: the issue's goals
-as {"name", "value", "goal", "met"}. Exit status: 0 when every stage passed, 1 otherwise, 2 without a visible GPU,
+as {"name", "value", "goal", "met"}, the GPU-peer ones (``engine_vs_best_peer_<model>_b<batch>``) included. Exit status: 0 when every stage passed, 1 otherwise, 2 without a visible GPU,
 without what the check needs, or on bad arguments.
 """
 from __future__ import annotations
@@ -33,11 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ("numpy", "onnx", "onnxruntime", "safetensors", "PIL", "tqdm", "isal", "numba")
 # stage -> (pytest arguments, time limit in seconds)
 # (models and end to end share one process: the benchmarked models are exported once)
-STAGES = {  # the defaults add up to <= 8 minutes with the install and the compile check
+STAGES = {  # tests+kernels+models <= 8 minutes with the install and the compile check; peers 3 more (one device
+    # session of 15 minutes holds all four only when the machine starts fast: --stages picks)
     "tests": (["tests/gpu", "tests/kernels/test_numba_cuda.py"], 150),
     "kernels": (["--benchmark", "benchmarks/test_kernels_cuda.py"], 90),
     "models": (["--benchmark", "benchmarks/test_models.py", "benchmarks/test_end_to_end.py", "-k",
                 "test_end_to_end or (torch-cuda and (deeplabv3plus_r50_1ch or unet_256_ngf64))"], 200),
+    # the GPU engine against torch.compile / ONNX Runtime CUDA / eager, batch 8 at 256² by default (max-autotune
+    # compiles for minutes: --limit peers=N and REGENRT_PEER_COMPILE=reduce-overhead trade it for time)
+    "peers": (["--benchmark", "benchmarks/test_gpu_peers.py", "-k", "-8-256]"], 180),
 }
 # goal name -> (how to read it from the benchmark rows, the goal, "min" (value >= goal) or "max" (value <= goal))
 GOALS = {
@@ -208,12 +212,41 @@ def _goals(bench: list[dict]) -> list[dict]:
                 worst = values.get("pipeline_graph_vs_engine_graph")
                 value = e["pipeline_graph_vs_engine_graph"]
                 values["pipeline_graph_vs_engine_graph"] = max(worst, value) if worst is not None else value
-    goals = []
+    goals = _peer_goals(bench)
     for name, (goal, kind) in GOALS.items():
         value = values.get(name)
         met = None if value is None else (value >= goal if kind == "min" else value <= goal)
         goals.append({"name": name, "value": None if value is None else round(value, 3), "goal": goal,
                       "kind": ">=" if kind == "min" else "<=", "met": met})
+    return goals
+
+
+def _peer_goals(bench: list[dict]) -> list[dict]:
+    """From the GPU-peer rows: per model, batch and size, regenrt's fastest GPU artefact against the fastest peer
+    (``engine_vs_best_peer_<model>_b<batch>[_512]``, goal >= 1.0) and, for R50 at batch 8, against eager FP32
+    (``engine_vs_eager_fp32_r50_b8``, goal >= 3.0)."""
+    cases: dict = {}
+    for row in bench:
+        e = row["extra"]
+        if "gpu_peer" in e and e.get("ms"):
+            cases.setdefault((e["model"], e["batch"], e["size"]), {})[e["gpu_peer"]] = e["ms"]
+    goals = []
+    for (model, batch, size), ms in sorted(cases.items()):
+        ours = [v for k, v in ms.items() if k.startswith("regenrt-")]
+        peers = {k: v for k, v in ms.items() if not k.startswith("regenrt-")}
+        suffix = "" if size == 256 else f"_{size}"
+        if ours and peers:
+            best = min(peers, key=peers.get)
+            value = peers[best] / min(ours)
+            goals.append({"name": f"engine_vs_best_peer_{model}_b{batch}{suffix}", "value": round(value, 3),
+                          "goal": 1.0, "kind": ">=", "met": value >= 1.0, "best_peer": best})
+        if model == "r50" and batch == 8 and size == 256 and ours and "eager-fp32" in peers:
+            value = peers["eager-fp32"] / min(ours)
+            goals.append({"name": "engine_vs_eager_fp32_r50_b8", "value": round(value, 3), "goal": 3.0,
+                          "kind": ">=", "met": value >= 3.0})
+    for name in ("engine_vs_best_peer_r50_b8", "engine_vs_best_peer_unet_b8"):  # always listed: None = not run
+        if not any(g["name"] == name for g in goals):
+            goals.append({"name": name, "value": None, "goal": 1.0, "kind": ">=", "met": None})
     return goals
 
 

@@ -64,3 +64,22 @@ def test_goals_are_read_from_the_benchmark_rows():
     assert goals["pipeline_graph_vs_engine_graph"]["met"] is True and goals["e2e_inpainting"]["value"] is None
     assert set(goals) >= {"kernels_vs_copy_256x16", "kernels_vs_copy_1024x16", "e2e_phase", "e2e_inpainting",
                           "pipeline_graph_vs_engine_graph"}
+
+
+def test_peer_goals_compare_the_fastest_regenrt_artefact_with_the_fastest_peer():
+    """engine_vs_best_peer_<model>_b<batch>: the fastest peer's ms over regenrt's fastest GPU artefact's (>= 1.0 is
+    met); engine_vs_eager_fp32_r50_b8 (goal 3); the two batch-8 goals are always listed (None: not run)."""
+    def peer(impl, model, batch, size, ms):
+        return {"name": f"{impl}-{model}", "group": "p", "median_ms": ms,
+                "extra": {"gpu_peer": impl, "model": model, "batch": batch, "size": size, "ms": ms}}
+
+    rows = [peer("eager-fp32", "r50", 8, 256, 9.0), peer("compile-fp16", "r50", 8, 256, 2.4),
+            peer("ort-cuda-fp16", "r50", 8, 256, 3.0), peer("regenrt-torch", "r50", 8, 256, 3.0),
+            peer("regenrt-aoti", "r50", 8, 256, 2.0), peer("eager-fp16", "r50", 1, 512, 1.0),
+            peer("regenrt-torch", "r50", 1, 512, 1.25)]
+    goals = {g["name"]: g for g in gpu_check._goals(rows)}
+    assert goals["engine_vs_best_peer_r50_b8"]["value"] == 1.2 and goals["engine_vs_best_peer_r50_b8"]["met"]
+    assert goals["engine_vs_best_peer_r50_b8"]["best_peer"] == "compile-fp16"
+    assert goals["engine_vs_eager_fp32_r50_b8"]["value"] == 4.5 and goals["engine_vs_eager_fp32_r50_b8"]["met"]
+    assert goals["engine_vs_best_peer_r50_b1_512"]["value"] == 0.8 and not goals["engine_vs_best_peer_r50_b1_512"]["met"]
+    assert goals["engine_vs_best_peer_unet_b8"]["value"] is None and goals["engine_vs_best_peer_unet_b8"]["met"] is None

@@ -1,0 +1,212 @@
+"""The GPU engine against what a user on an NVIDIA GPU would write instead — same GPU, same run, data already on the
+device, the same host clock around back-to-back calls and a device synchronize for all:
+
+- ``eager-fp32``: the model as trained (TF32 where torch's defaults allow it, recorded);
+- ``eager-fp16``: ``model.half()`` in channels_last;
+- ``compile-fp16``: ``torch.compile(model.half() in channels_last, mode=...)`` — ``max-autotune`` (Triton and
+  cuBLAS/cuDNN autotuning, CUDA graphs) for the batch-8 rows and ``reduce-overhead`` (CUDA graphs) elsewhere, the
+  plan for scarce GPU time (max-autotune compiles for minutes per shape); ``REGENRT_PEER_COMPILE=reduce-overhead``
+  (or ``max-autotune``) forces one mode for every row; each row records its mode;
+- ``ort-cuda-fp16``: ONNX Runtime's CUDA execution provider on ``model.fp16.onnx`` with IO binding on device
+  buffers and its CUDA-graph option (skipped with the reason where ``onnxruntime-gpu`` is not installed);
+
+against regenrt's GPU artefacts: ``regenrt-torch`` (``model.torch.pt``: FP16 + a CUDA graph per shape) and
+``regenrt-aoti`` (``model.aoti.pt2``: AOTInductor FP16, compiled once with a dynamic batch). Rows carry ms per
+batch, TFLOP/s (2 x MACs / time), % of the GPU's dense FP16 peak (``REGENRT_FP16_PEAK_TFLOPS``, default 989: an
+H100/H200 SXM) and PSNR against PyTorch FP32 on the CPU. ``tools/gpu_check.py`` turns the rows into the goals
+``engine_vs_best_peer_<model>_b<batch>[_512]`` (the fastest regenrt artefact / the fastest peer) and
+``engine_vs_eager_fp32_r50_b8``.
+
+Only under ``pytest --benchmark`` on a machine with an NVIDIA GPU; skipped with the reason elsewhere.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from regenrt.export.parity import compare
+
+from .common import MODELS, count_macs
+
+PEERS = ("eager-fp32", "eager-fp16", "compile-fp16", "ort-cuda-fp16")
+OURS = ("regenrt-torch", "regenrt-aoti")
+CASES = {"r50": "deeplabv3plus_r50_1ch", "unet": "unet_256_ngf64"}
+SMOKE = {"impl": ["eager-fp32"], "model": ["r50"], "batch": [1], "size": [256]}
+REPEATS, ITERATIONS = 5, 20  # medians of 5 timings of 20 back-to-back runs each
+FP16_PEAK_TFLOPS = float(os.environ.get("REGENRT_FP16_PEAK_TFLOPS", "989"))
+
+
+def compile_mode(batch: int) -> str:
+    """The torch.compile mode of a row: max-autotune at batch 8, reduce-overhead elsewhere (or the forced one)."""
+    forced = os.environ.get("REGENRT_PEER_COMPILE")
+    if forced:
+        return forced
+    return "max-autotune" if batch == 8 else "reduce-overhead"
+
+
+def time_device(run, iterations: int = ITERATIONS, repeats: int = REPEATS) -> float:
+    """Median ms per call of ``run``: ``iterations`` back-to-back calls, then a device-wide synchronize, timed on
+    the host — the same clock for every implementation, whatever stream it runs on (regenrt's runner has its own
+    stream, ONNX Runtime its own): what a caller waits for, launch overhead included."""
+    import time
+
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            run()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3 / iterations)
+    return float(np.median(times))
+
+
+def _torch_peer(impl: str, model, x_host: np.ndarray, batch: int):
+    fp32 = impl == "eager-fp32"
+    m = copy.deepcopy(model).cuda().eval()
+    if not fp32:
+        m = m.half().to(memory_format=torch.channels_last)
+    x = torch.from_numpy(x_host).cuda()
+    x = x if fp32 else x.half().contiguous(memory_format=torch.channels_last)
+    mode = None
+    if impl == "compile-fp16":
+        mode = compile_mode(batch)
+        m = torch.compile(m, mode=mode, fullgraph=False)
+    out = {}
+
+    def run():
+        with torch.no_grad():
+            out["y"] = m(x)
+
+    for _ in range(3):  # warm-up: compile, autotune, graph capture
+        run()
+    torch.cuda.synchronize()
+    return run, lambda: out["y"].float().cpu().numpy(), {"mode": mode, "tf32": torch.backends.cudnn.allow_tf32}
+
+
+def _ort_peer(directory, x_host: np.ndarray):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is not installed here (the CPU build has no CUDA execution provider): "
+                    "pip install regenrt[onnx-gpu]")
+    session = ort.InferenceSession(str(directory / "model.fp16.onnx"),
+                                   providers=[("CUDAExecutionProvider", {"enable_cuda_graph": "1"})])
+    x = torch.from_numpy(x_host).cuda()
+    inp, out_meta = session.get_inputs()[0], session.get_outputs()[0]
+    with torch.no_grad():
+        y = torch.empty(x.shape[0], *_output_shape(directory, x_host)[1:], device="cuda", dtype=torch.float32)
+    binding = session.io_binding()
+    binding.bind_input(inp.name, "cuda", 0, np.float32, list(x.shape), x.data_ptr())
+    binding.bind_output(out_meta.name, "cuda", 0, np.float32, list(y.shape), y.data_ptr())
+    torch.cuda.synchronize()
+
+    def run():
+        session.run_with_iobinding(binding)  # synchronous: ONNX Runtime's own stream
+
+    for _ in range(3):  # the first runs capture the CUDA graph
+        run()
+    return run, lambda: y.cpu().numpy(), {"onnxruntime": ort.__version__, "cuda_graph": True}
+
+
+def _output_shape(directory, x_host):
+    from regenrt.runtime.engine import read_metadata
+
+    meta = read_metadata(directory / "model.onnx")
+    channels = meta.get("output", {}).get("channels")
+    return (x_host.shape[0], channels, *x_host.shape[2:])
+
+
+def _ours(impl: str, key: str, model, directory, x_host: np.ndarray):
+    from regenrt.runtime.backends.aoti import AotiRunner
+    from regenrt.runtime.backends.pytorch import TorchRunner
+
+    if impl == "regenrt-torch":
+        runner = TorchRunner(directory / "model.torch.pt", "cuda")
+        first = runner.infer(x_host)  # buffers, warm-up, graph capture for this shape
+
+        def run():
+            runner.execute(x_host.shape)  # graph replay on the runner's stream
+
+        return run, lambda: first, {"artefact": "model.torch.pt"}
+    runner = AotiRunner(directory / "model.aoti.pt2", "cuda")
+    x = torch.from_numpy(x_host).cuda()
+    out = {}
+
+    def run():
+        with torch.no_grad():
+            out["y"] = runner.model(x)
+
+    for _ in range(3):
+        run()
+    return run, lambda: out["y"].float().cpu().numpy(), {"artefact": "model.aoti.pt2"}
+
+
+@pytest.fixture(scope="session")
+def gpu_exports(tmp_path_factory):
+    """model key -> directory with model.onnx, model.fp16.onnx, model.torch.pt and model.aoti.pt2 (built on the
+    GPU once per model: the AOTInductor package covers every batch, and every size for DeepLabV3+)."""
+    cache = {}
+
+    def get(key):
+        if key not in cache:
+            from regenrt.export.gpu import GpuOptions
+            from regenrt.export.pipeline import export_checkpoint
+
+            spec = MODELS[key]
+            directory = tmp_path_factory.mktemp(f"gpu-{key}")
+            torch.save(spec.build().state_dict(), directory / "ckpt.pt")
+            overrides = {k: v for k, v in spec.config.items() if k == "encoder"}
+            common = dict(arch=spec.arch, overrides=overrides or None, task=spec.task, parity_samples=1,
+                          calibration_samples=2, int8="off", cpu_engine="onnxruntime")
+            export_checkpoint(directory / "ckpt.pt", directory / "torch", gpu=GpuOptions("torch", max_batch=32),
+                              **common)
+            export_checkpoint(directory / "ckpt.pt", directory / "aoti", gpu=GpuOptions("aoti", max_batch=32),
+                              **common)
+            (directory / "torch" / "model.aoti.pt2").symlink_to(directory / "aoti" / "model.aoti.pt2")
+            (directory / "torch" / "model.aoti.pt2.json").symlink_to(directory / "aoti" / "model.aoti.pt2.json")
+            cache[key] = directory / "torch"
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("size", [256, 512])
+@pytest.mark.parametrize("batch", [1, 8, 32])
+@pytest.mark.parametrize("model", list(CASES))
+@pytest.mark.parametrize("impl", PEERS + OURS)
+def test_gpu_peer(benchmark, request, gpu_exports, impl, model, batch, size):
+    if not request.config.getoption("--benchmark"):
+        pytest.skip("GPU peers: run under pytest --benchmark on an NVIDIA GPU machine")
+    if not torch.cuda.is_available():
+        pytest.skip("no NVIDIA GPU visible to torch on this machine")
+    key = CASES[model]
+    spec = MODELS[key]
+    if spec.fixed_hw and size != spec.fixed_hw[0]:
+        pytest.skip(f"{key} is exported at {spec.fixed_hw[0]}² only (its artefacts take that size)")
+    torch_model = spec.build()
+    x_host = spec.inputs(batch, size, seed=batch + size)
+    with torch.no_grad():
+        reference = torch_model(torch.from_numpy(x_host)).numpy()
+    macs = count_macs(torch_model, torch.from_numpy(x_host[:1])) * batch
+    directory = gpu_exports(key)
+    if impl in OURS:
+        run, result, info = _ours(impl, key, torch_model, directory, x_host)
+    elif impl == "ort-cuda-fp16":
+        run, result, info = _ort_peer(directory, x_host)
+    else:
+        run, result, info = _torch_peer(impl, torch_model, x_host, batch)
+    ms = time_device(run)
+    row = compare(reference, result())
+    benchmark.group = f"gpu peers {model} b{batch} {size}"
+    benchmark.extra_info.update({
+        "gpu_peer": impl, "model": model, "batch": batch, "size": size, "ms": ms,
+        "tflops": 2 * macs / (ms * 1e-3) / 1e12, "pct_fp16_peak": 100 * 2 * macs / (ms * 1e-3) / 1e12 / FP16_PEAK_TFLOPS,
+        "psnr_db": row.get("psnr_db"), "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, **info,
+    })
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    assert row["nonfinite"] == 0 and row["psnr_db"] >= (60 if impl == "eager-fp32" else 30), row
