@@ -81,13 +81,16 @@ def test_trained(benchmark, request, trained_exports, kind):
     default_run, default_precision, _ = _openvino_default(out / "model.onnx")
     one = x[:1]
     engine_ms, default_ms = median_ms(engine.infer, one), median_ms(default_run, one)  # as export selects
+    ort_ms = median_ms(Engine.load(out / "model.onnx", device="cpu").infer, one)  # ONNX Runtime on model.onnx
     benchmark.group = f"trained {kind}"
     benchmark.extra_info.update({
         "trained": kind, "engine": engine.path.name, "executes": engine.metadata.get("precision"),
         f"worst_{key}": worst, "mean_" + key: float(np.mean([float(r[key]) for r in rows])),
         "engine_median_ms": engine_ms, "openvino_default_median_ms": default_ms,
         "openvino_default_precision": default_precision, "speedup_vs_openvino_default": default_ms / engine_ms,
-        "goal_speedup": GOALS[kind], "export_s": export_s,
+        "goal_speedup": GOALS[kind], "export_s": export_s, "onnxruntime_median_ms": ort_ms,
+        # the AVX2-only goal: >= 1.0x the best of OpenVINO's default and ONNX Runtime
+        "speedup_vs_best_peer": min(default_ms, ort_ms) / engine_ms, "bf16_cpu": default_precision == "bf16",
     })
     benchmark.pedantic(engine.infer, args=(one,), rounds=10, iterations=1, warmup_rounds=2)
     limit = 0.995 if kind == "seg6" else 40.0

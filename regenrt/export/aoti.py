@@ -74,17 +74,22 @@ def build_package(model, path: Path, *, device: str, dtype: str, shape: tuple[in
 
     from ..runtime.backends.pytorch import prepare_model
 
+    import copy
+
     torch_dtype = {"fp32": torch.float32, "fp16": torch.float16}[dtype]
-    prepared = prepare_model(model, mode, torch_dtype, device).eval()
+    prepared = prepare_model(copy.deepcopy(model), mode, torch_dtype, device).eval()  # the caller's model untouched
     if device == "cuda":
         prepared = prepared.to(memory_format=torch.channels_last)
     n, c, h, w = shape
-    # a batch of 2 to trace with: torch.export specializes a dimension traced at 1 (a batch of one is still allowed)
-    example = torch.zeros((min(max(n, 2), max_batch), c, h, w), dtype=torch.float32, device=device)
-    dims = {0: Dim("batch", min=1, max=max_batch)}
+    # traced with at least 2 of every dynamic size: torch.export specializes a dimension traced at 1 (a batch of
+    # one is still allowed); H/W range over 2 .. 2 x opt blocks of the size multiple
+    dims = {0: Dim("batch", min=1, max=max_batch)} if max_batch > 1 else {}
+    trace_h, trace_w = h, w
     if dynamic_hw:
-        dims[2] = multiple * Dim("h_blocks", min=1, max=max(2 * h // multiple, 1))
-        dims[3] = multiple * Dim("w_blocks", min=1, max=max(2 * w // multiple, 1))
+        trace_h, trace_w = max(h, 2 * multiple), max(w, 2 * multiple)
+        dims[2] = multiple * Dim("h_blocks", min=2, max=max(2 * h // multiple, 2))
+        dims[3] = multiple * Dim("w_blocks", min=2, max=max(2 * w // multiple, 2))
+    example = torch.zeros((min(max(n, 2), max_batch), c, trace_h, trace_w), dtype=torch.float32, device=device)
     configs = {"max_autotune": max_autotune} if max_autotune else {}
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -94,10 +99,12 @@ def build_package(model, path: Path, *, device: str, dtype: str, shape: tuple[in
     except Exception as exc:  # torch.export / Inductor failures: the message says what to do
         raise ExportError(f"AOTInductor could not compile the model for {device} ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}); export without it.") from exc
-    write_fingerprint(path, metadata={**metadata, "precision": dtype}, environment=environment(device),
-                      layers=_conv_precisions(program),
+    hw_range = ([2 * multiple, max(2 * h // multiple, 2) * multiple], [2 * multiple, max(2 * w // multiple, 2) * multiple]
+                ) if dynamic_hw else ([h, h], [w, w])
+    write_fingerprint(path, metadata={**metadata, "precision": dtype, "compiled_for": device},
+                      environment=environment(device), layers=_conv_precisions(program),
                       shape={"opt": list(shape), "max_batch": max_batch, "dynamic_hw": dynamic_hw,
-                             "multiple": multiple},
+                             "multiple": multiple, "h_range": hw_range[0], "w_range": hw_range[1]},
                       rebuild=rebuild)
     return path
 

@@ -68,6 +68,14 @@ def resolve_gpu_engine(choice: str) -> str | None:
         return "tensorrt"
     if choice == "auto":
         return "tensorrt" if _have_tensorrt() else "torch"
+    if choice == "aoti":
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        if CUDA_HOME is None:
+            raise MissingDependencyError(
+                "--gpu-engine aoti compiles CUDA code with the CUDA toolkit, which torch cannot find here (no "
+                "CUDA_HOME, no nvcc on PATH, no /usr/local/cuda): install the toolkit matching torch.version.cuda, or "
+                "use --gpu-engine torch.")
     return choice  # aoti, torch
 
 

@@ -389,14 +389,17 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     precision_of = {key: c.precision(ctx) for key, (c, _) in built.items()}
 
     if p.gpu_kind:
-        name = "TensorRT FP16 engine" if p.gpu_kind == "tensorrt" else \
-            "torch-CUDA FP16 artefact (TensorRT is not installed here)" if p.gpu.engine == "auto" else \
-            "torch-CUDA FP16 artefact"
-        steps(f"building the {name}")
-        paths[p.gpu_kind] = build_gpu_artefact(
-            p.gpu_kind, work, loaded=p.loaded, metadata=base, fp16_onnx=paths.get("fp16"), shape=shape,
-            dynamic_hw=p.dynamic_hw, multiple=p.multiple, options=p.gpu, rebuild=p.rebuild)
-        precision_of[p.gpu_kind] = "fp16"
+        # one GPU kind per export (auto: TensorRT, else torch-CUDA, whose runner drives the device pipeline; the
+        # AOTInductor package runs through the host path, so it is built when asked for: --gpu-engine aoti)
+        names = {"tensorrt": "TensorRT FP16 engine", "aoti": "AOTInductor FP16 package",
+                 "torch": "torch-CUDA FP16 artefact"}
+        steps(f"building the {names[p.gpu_kind]}"
+              + (" (TensorRT is not installed here)" if p.gpu.engine == "auto" and p.gpu_kind != "tensorrt" else ""))
+        for kind in (p.gpu_kind,):
+            paths[kind] = build_gpu_artefact(
+                kind, work, loaded=p.loaded, metadata=base, fp16_onnx=paths.get("fp16"), shape=shape,
+                dynamic_hw=p.dynamic_hw, multiple=p.multiple, options=p.gpu, rebuild=p.rebuild)
+            precision_of[kind] = "fp16"
 
     steps("parity gate: PyTorch FP32 vs every artefact, in the precision it claims")
     gate = run_gate(paths, precision_of, built, ctx, cases, references, task_obj.metric, p.tolerances, steps.log)
@@ -415,8 +418,9 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
               and built[k][0].cpu_engine and not gate.summary[k].get("claim_broken")}
     engine = select_cpu_engine(cpu_ok, precision_of, built, cases[1][1], p.run_batch, p.cpu_engine, steps.log,
                                gate.summary)
-    if p.gpu_kind and p.gpu_kind not in failed:
-        engine = gpu_record(p.gpu_kind, gate.runners[p.gpu_kind], cases[1][1], engine, steps.log)
+    passing_gpu = {k: gate.runners[k] for k in GPU_ARTEFACTS if k in paths and k not in failed and k in gate.runners}
+    if p.gpu_kind and passing_gpu:
+        engine = gpu_record(passing_gpu, cases[1][1], engine, steps.log)
     elif not p.gpu_kind and engine is not None:
         engine["gpu_engine"] = no_gpu_engine(p.gpu.engine, p.rebuild)
         if steps.log:

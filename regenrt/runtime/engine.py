@@ -115,6 +115,8 @@ class Engine:
         if not metadata.get("task"):
             raise RegenrtError(f"{path.name} carries no regenrt metadata; re-export it with export-engine.")
         available = backend.devices()
+        if metadata.get("compiled_for"):  # code compiled for one device (an AOTInductor package) runs there only
+            available = [d for d in available if d == metadata["compiled_for"]]
         if not available:
             other = ("--device cpu runs the CPU engine recorded beside it" if given.is_dir()
                      else "use another artefact of the export (e.g. model.onnx)")

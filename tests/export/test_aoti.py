@@ -92,3 +92,20 @@ def test_an_export_without_a_gpu_says_how_the_gpu_engine_is_built(exported):
     assert gpu["built"] is False and "no NVIDIA GPU" in gpu["reason"]
     assert "--gpu-engine aoti" in gpu["how"] and "export-engine" in gpu["how"]
     assert any("GPU engine: none built here" in line for line in lines)
+
+
+def test_sizes_outside_the_compiled_range_are_refused_and_large_batches_split(exported):
+    """The compiled code checks no shapes itself: the runner refuses a size it was not compiled for, and splits a
+    batch above the compiled maximum (4 here) into parts with the same answers."""
+    from regenrt.errors import InputError
+
+    root, model, _, _ = exported
+    engine = Engine.load(root / "e" / "model.aoti-cpu.pt2", device="auto")  # the package's own device: cpu
+    assert engine.device == "cpu" and engine.runner.max_batch == 4
+    with pytest.raises(InputError, match="compiled for NxCxHxW inputs with H in \\[128, 128\\]"):
+        engine.runner.infer(np.zeros((1, 3, 256, 256), np.float32))
+    x = np.random.default_rng(7).uniform(-1, 1, (6, 3, 128, 128)).astype(np.float32)
+    got = engine.infer(x)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert got.shape == (6, 3, 128, 128) and np.abs(got - want).max() / (want.max() - want.min()) < 1e-4
