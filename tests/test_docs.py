@@ -23,7 +23,7 @@ COMMANDS = {
 # flags of other programs the pages show (pytest and its plugins, pip, the GPU check, Ray's CLI)
 OTHER_FLAGS = {"--benchmark", "--benchmark-compare", "--benchmark-compare-fail", "--benchmark-json", "--no-deps",
                "--wheels", "--fixtures", "--out", "--raw", "--limit", "--help", "--co", "--address", "--head",
-               "--extra-index-url", "--index-url", "--cc"}
+               "--extra-index-url", "--index-url", "--cc", "--stages", "--no-install"}
 
 
 def _help(command: str) -> str:
