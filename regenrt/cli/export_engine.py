@@ -178,13 +178,15 @@ def _export(args: argparse.Namespace) -> int:
 
 def candidate_lines(candidates: dict, engine: dict) -> str:
     """One line per candidate: claimed and executed precision (from the engine's own graph), gate margin, speed."""
+    from ..runtime.proof import format_shares
+
     cpu = engine.get("cpu_engine", engine)
     latency, items = cpu.get("latency_ms", {}), cpu.get("throughput_items_per_s", {})
     lines = ["\ncandidates (precision claimed -> executed, gate margin; > 0 passes):"]
     for entry in candidates.values():
         name = entry["artefact"]
         share = entry.get("proof", {}).get("mac_share") or {}
-        executes = ", ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1])) or "-"
+        executes = format_shares(share) or "-"
         speed = (f"; batch 1 {latency[name]:.1f} ms, {items[name]:.1f} items/s at batch {cpu.get('run_batch')}"
                  if name in latency else "")
         verdict = "passed" if entry["passed"] else "refused"

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..runtime.proof import check_claim
+from ..runtime.proof import check_claim, format_shares
 from .gpu import GPU_ARTEFACTS, open_for_gate
 from .parity import Tolerances, compare, judge
 
@@ -133,7 +133,7 @@ def _say(log, entry: dict) -> None:
         return
     verdict = "passed" if entry["passed"] else f"refused ({entry['worst_criterion']})"
     proof = entry.get("proof")
-    executes = (" executes " + ", ".join(f"{k} {v:.0%}" for k, v in proof["mac_share"].items()) + " of MACs"
+    executes = (" executes " + format_shares(proof["mac_share"]) + " of MACs"
                 if proof and proof.get("mac_share") else "")
     variant = f" [{entry['variant']}]" if entry.get("variant") else ""
     log(f"      {entry['artefact']}{variant} ({entry['precision']}): {verdict}, margin {entry['margin']:+.2f};"

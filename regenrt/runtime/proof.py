@@ -57,3 +57,10 @@ def check_claim(claim: str, proof: dict) -> str | None:
         return None
     parts = ", ".join(f"{k} {v:.1%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
     return f"claims {claim} but its heavy layers execute as {parts} of MACs ({proof.get('source')})"
+
+
+def format_shares(shares: dict[str, float]) -> str:
+    """``{"int8": 0.996, "fp32": 0.004}`` -> ``"int8 100%, fp32 <1%"``: largest first, none shown as 0 % (a share
+    that exists is never printed as nothing), exact zeros left out."""
+    parts = [(k, v) for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v > 0]
+    return ", ".join(f"{k} {v:.0%}" if v >= 0.005 else f"{k} <1%" for k, v in parts)

@@ -112,3 +112,11 @@ def test_an_artefact_whose_claim_breaks_is_not_published(tmp_path):
         assert (tmp_path / "e" / "model.openvino.subpixel.xml").exists()
     else:
         assert report["withheld"] == {}
+
+
+def test_shares_never_print_a_present_precision_as_zero():
+    from regenrt.runtime.proof import format_shares
+
+    assert format_shares({"fp32": 0.004, "int8": 0.996}) == "int8 100%, fp32 <1%"
+    assert format_shares({"fp32": 0.0, "int8": 1.0}) == "int8 100%"
+    assert format_shares({"bf16": 0.334, "fp32": 0.666}) == "fp32 67%, bf16 33%"
