@@ -421,7 +421,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     passing_gpu = {k: gate.runners[k] for k in GPU_ARTEFACTS if k in paths and k not in failed and k in gate.runners}
     if p.gpu_kind and passing_gpu:
         engine = gpu_record(passing_gpu, cases[1][1], engine, steps.log)
-    elif not p.gpu_kind and engine is not None:
+    elif not p.gpu_kind and engine:  # (nothing verified: no engine, no record)
         engine["gpu_engine"] = no_gpu_engine(p.gpu.engine, p.rebuild)
         if steps.log:
             steps.log(f"      GPU engine: {engine['gpu_engine']['reason']}; {engine['gpu_engine']['how']}")
