@@ -29,6 +29,18 @@ TRAIN_BATCH = {"phase-recovery": 8, "inpainting": 8, "segmentation": 8}
 HOLES = (4, 32 / 256)  # the demo's holes: 4 squares of 32/256 (a minute of training fills these; 75/256 ones need hours)
 
 
+def demo_folder(output: str | Path, task: str) -> Path:
+    """``output/<task>``, with the inputs, masks and outputs of an earlier demo of that task removed: one folder per
+    task (another task's demo never mixes with it), and a re-run starts clean (run-infer would resume the old
+    run's outputs). The checkpoint and engine are overwritten by the new ones."""
+    import shutil
+
+    root = Path(output) / task
+    for old in ("inputs", "masks", "outputs"):
+        shutil.rmtree(root / old, ignore_errors=True)
+    return root
+
+
 def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0, train_seconds: float = 0.0,
                          log=None) -> Path:
     """Save a demo state_dict for ``task`` to ``directory/demo_<task>.pt`` and return its path; trained for

@@ -36,3 +36,15 @@ def test_the_demo_inputs_have_the_holes_the_model_is_trained_for(tmp_path):
     side = round(demo.HOLES[1] * 128)
     assert len(masks) == 3 and all(m.shape == (128, 128) and m.sum() == demo.HOLES[0] * side * side for m in masks)
     assert all(p.shape == (128, 128, 3) for p in pictures)
+
+
+def test_each_task_has_its_own_demo_folder_and_a_rerun_starts_clean(tmp_path):
+    seg = demo.demo_folder(tmp_path, "segmentation")
+    for sub in ("inputs", "outputs", "engine"):
+        (seg / sub).mkdir(parents=True)
+        (seg / sub / "old.txt").write_text("from an earlier run")
+    inpainting = demo.demo_folder(tmp_path, "inpainting")
+    assert inpainting == tmp_path / "inpainting" and (seg / "outputs" / "old.txt").exists()  # other task untouched
+    again = demo.demo_folder(tmp_path, "segmentation")
+    assert again == seg and not (seg / "inputs").exists() and not (seg / "outputs").exists()
+    assert (seg / "engine" / "old.txt").exists()  # the export overwrites its own artefacts

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -10,14 +9,12 @@ from .common import exit_codes_epilog, run_cli
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import make_demo_checkpoint, make_demo_inputs
+    from ..demo import demo_folder, make_demo_checkpoint, make_demo_inputs
     from ..export.parity import format_table
     from ..export.pipeline import export_checkpoint
     from ..runtime import Engine, RunOptions, run_directory
 
-    root = Path(args.output) / args.task  # one folder per task: another task's demo never mixes with this one
-    for old in ("inputs", "masks", "outputs"):  # a demo re-run starts clean (run-infer would resume the old one)
-        shutil.rmtree(root / old, ignore_errors=True)
+    root = demo_folder(args.output, args.task)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.train_seconds > 0:
         log(f"demo: training a small {args.task} model on procedural pictures for {args.train_seconds:g} s "

@@ -80,10 +80,19 @@ def gate_one(kind: str, path: Path, precision: str, cases, references, metric: s
 
 
 def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, ctx, cases, references,
-             metric: str, tol: Tolerances, log: Callable[[str], None] | None) -> GateResult:
+             metric: str, tol: Tolerances, log: Callable[[str], None] | None,
+             extra: dict[str, tuple[list, list]] | None = None) -> GateResult:
+    """``extra``: precision -> (cases, references) judged in addition for candidates of that precision (INT8:
+    more pictures, its error varying with content)."""
     result = GateResult()
+    extra = extra or {}
+
+    def judged(precision):
+        more_cases, more_refs = extra.get(precision, ([], []))
+        return list(cases) + list(more_cases), list(references) + list(more_refs)
+
     for kind in list(paths):
-        rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], cases, references, metric, tol)
+        rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], *judged(precision_of[kind]), metric, tol)
         result.rows += rows
         result.summary[kind] = entry
         if kind in GPU_ARTEFACTS:  # kept for the engine record; a CPU session's weights go with it
@@ -111,7 +120,8 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
 
             kept = backend_for(repaired).read_metadata(repaired).get("int8", {}).get("kept_unquantized", [])
             label = f"{len(kept)} layer{'s' * (len(kept) != 1)} kept unquantized"
-            rows, runner, entry = gate_one(key, repaired, precision_of[kind], cases, references, metric, tol, label)
+            rows, runner, entry = gate_one(key, repaired, precision_of[kind], *judged(precision_of[kind]), metric, tol,
+                                           label)
             entry["kept_unquantized"] = kept
             for row in rows:
                 row["optional"] = True

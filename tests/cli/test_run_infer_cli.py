@@ -40,10 +40,3 @@ def test_demo_runs_the_whole_path(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "parity gate passed" in result.stdout and "done 3, failed 0" in result.stdout
     assert len(list((tmp_path / "demo" / "segmentation" / "outputs").glob("*_label.png"))) == 3
-    # another task's demo into the same folder: its own subfolder, nothing mixed; a re-run starts clean
-    (tmp_path / "demo" / "segmentation" / "outputs" / "stray.txt").write_text("from an earlier run")
-    again = _run("regenrt.cli.demo", "segmentation", "-o", tmp_path / "demo", "--items", "2", "--train-seconds", "0")
-    assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["segmentation"]
-    outputs = sorted(p.name for p in (tmp_path / "demo" / "segmentation" / "outputs").iterdir())
-    assert "stray.txt" not in outputs and len([n for n in outputs if n.endswith("_label.png")]) == 2

@@ -125,6 +125,11 @@ def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
                   int8="on")
     first = export_checkpoint(ckpt, tmp_path / "plain", **common)
     plain = first.report["candidates"]["openvino-int8"]
+    # INT8 candidates are judged on 16 more pictures (4 cases of 4); float ones on the gate's cases only
+    content = {r["case"] for r in first.report["rows"] if r["artefact"] == plain["artefact"] and r["case"].startswith("content ")}
+    assert len(content) == 4 and all(r["case"].startswith("content 4x1x96x96") for r in first.report["rows"]
+                                     if r["artefact"] == plain["artefact"] and r["case"] in content)
+    assert not any(r["case"].startswith("content ") for r in first.report["rows"] if r["artefact"] == "model.onnx")
     int8_psnr = min(r["psnr_db"] for r in first.report["rows"] if r["artefact"] == plain["artefact"])
     lines = []
     second = export_checkpoint(ckpt, tmp_path / "mixed", tolerances=Tolerances(min_psnr_db=int8_psnr + 0.5),
