@@ -21,6 +21,10 @@ class Tolerances:
     fp32_rel_max: float = 1e-4
     min_psnr_db: float = 40.0
     min_argmax_agreement: float = 0.995
+    # INT8 engines must clear the gate by a guard band: their error varies with picture content, and a finite set
+    # of gate pictures samples its tail (a mixed INT8 engine passed 20 pictures at 40.03 dB, 39.98 on a 21st)
+    int8_guard_db: float = 0.25
+    int8_guard_agreement: float = 0.001
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,11 +80,16 @@ def judge(row: dict, precision: str, metric: str, tol: Tolerances) -> tuple[bool
     if precision == "fp32":
         margin = (tol.fp32_rel_max - row["rel_max"]) / tol.fp32_rel_max
         return margin >= 0, f"rel_max <= {tol.fp32_rel_max:g}", margin
+    int8 = precision == "int8"
     if metric == "segmentation":
-        margin = (row["argmax_agreement"] - tol.min_argmax_agreement) / (1 - tol.min_argmax_agreement)
-        return margin >= 0, f"argmax agreement >= {tol.min_argmax_agreement:.1%}", margin
-    margin = (row["psnr_db"] - tol.min_psnr_db) / tol.min_psnr_db
-    return margin >= 0, f"PSNR >= {tol.min_psnr_db:g} dB", margin
+        need = min(tol.min_argmax_agreement + (tol.int8_guard_agreement if int8 else 0.0), 1.0)
+        margin = (row["argmax_agreement"] - need) / max(1 - tol.min_argmax_agreement, 1e-9)
+        guard = f" (INT8: {tol.min_argmax_agreement:.1%} + {tol.int8_guard_agreement:.1%} guard)" if int8 else ""
+        return margin >= 0, f"argmax agreement >= {need:.1%}{guard}", margin
+    need = tol.min_psnr_db + (tol.int8_guard_db if int8 else 0.0)
+    margin = (row["psnr_db"] - need) / tol.min_psnr_db
+    guard = f" (INT8: {tol.min_psnr_db:g} + {tol.int8_guard_db:g} dB guard)" if int8 else ""
+    return margin >= 0, f"PSNR >= {need:g} dB{guard}", margin
 
 
 def format_table(rows: list[dict], metric: str = "image") -> str:

@@ -109,3 +109,16 @@ def test_judge_rules():
     bad[0, 0, 0, 0] = np.nan
     ok, criterion, _ = judge(compare(ref, bad), "fp16", "image", Tolerances())
     assert not ok and "NaN/Inf" in criterion
+
+
+def test_int8_must_clear_the_gate_by_its_guard_band():
+    """INT8 error varies with picture content, so INT8 engines clear the gate by a guard band (0.25 dB, 0.1 % of
+    labels); float engines are judged at the gate itself."""
+    from regenrt.export.parity import Tolerances, judge
+
+    row = {"nonfinite": 0, "psnr_db": 40.1, "argmax_agreement": 0.9955, "rel_max": 1.0}
+    tol = Tolerances()
+    assert judge(row, "bf16", "image", tol)[0] and not judge(row, "int8", "image", tol)[0]
+    assert "40.25 dB (INT8: 40 + 0.25 dB guard)" in judge(row, "int8", "image", tol)[1]
+    assert judge(row, "bf16", "segmentation", tol)[0] and not judge(row, "int8", "segmentation", tol)[0]
+    assert judge({**row, "psnr_db": 40.3}, "int8", "image", tol)[0]
