@@ -90,5 +90,7 @@ def test_report_saved_with_every_artefact_and_case(deeplab_export):
     assert not any("subpixel" in name for name in report["published"].values())
     cases = {(r["artefact"], r["case"].split()[0]) for r in report["rows"]}
     gated = {r["artefact"] for r in report["rows"]}
-    assert cases == {(a, c) for a in gated for c in ("synthetic", "batch-1", "non-square")}
+    int8 = {r["artefact"] for r in report["rows"] if r["precision"] == "int8"}
+    assert cases == {(a, c) for a in gated for c in ("synthetic", "batch-1", "non-square")} | {
+        (a, "content") for a in int8}  # INT8 candidates: 16 more pictures
     assert not list(result.output_dir.glob(".regenrt-export-*"))  # no temporary leftovers
