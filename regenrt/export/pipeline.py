@@ -396,11 +396,10 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
                  "torch": "torch-CUDA FP16 artefact"}
         steps(f"building the {names[p.gpu_kind]}"
               + (" (TensorRT is not installed here)" if p.gpu.engine == "auto" and p.gpu_kind != "tensorrt" else ""))
-        for kind in (p.gpu_kind,):
-            paths[kind] = build_gpu_artefact(
-                kind, work, loaded=p.loaded, metadata=base, fp16_onnx=paths.get("fp16"), shape=shape,
-                dynamic_hw=p.dynamic_hw, multiple=p.multiple, options=p.gpu, rebuild=p.rebuild)
-            precision_of[kind] = "fp16"
+        paths[p.gpu_kind] = build_gpu_artefact(
+            p.gpu_kind, work, loaded=p.loaded, metadata=base, fp16_onnx=paths.get("fp16"), shape=shape,
+            dynamic_hw=p.dynamic_hw, multiple=p.multiple, options=p.gpu, rebuild=p.rebuild)
+        precision_of[p.gpu_kind] = "fp16"
 
     steps("parity gate: PyTorch FP32 vs every artefact, in the precision it claims")
     gate = run_gate(paths, precision_of, built, ctx, cases, references, task_obj.metric, p.tolerances, steps.log,
