@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from regenrt.kernels import reference as ref
+from regenrt.demo import training_batch, training_loss
 from regenrt.models import create_model
-from regenrt.tasks.synthetic import box_masks, labelled_scenes
+from regenrt.tasks.synthetic import labelled_scenes
 
 VERSION = 1  # bump when the data or the training changes what a checkpoint holds
 
@@ -59,28 +58,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("REGENRT_TRAINED_DIR", Path.home() / ".cache" / "regenrt" / "trained"))
 
 
-def _segmentation_batch(recipe: Recipe, step: int):
-    pictures, labels = labelled_scenes(recipe.batch, recipe.size, recipe.size, seed=recipe.seed * 100_000 + step)
-    x = np.empty((recipe.batch, 3, recipe.size, recipe.size), np.float32)
-    for i, pic in enumerate(pictures):
-        ref.rgb_normalize(pic, x, i)
-    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
-
-
-def _inpainting_batch(recipe: Recipe, step: int):
-    pictures, _ = labelled_scenes(recipe.batch, recipe.size, recipe.size, seed=recipe.seed * 100_000 + step)
-    masks = box_masks(recipe.batch, recipe.size, recipe.size, seed=step)[0]
-    x = np.stack([ref.holes_to_input(p, m) for p, m in zip(pictures, masks)]).astype(np.float32)
-    target = pictures.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
-    return torch.from_numpy(x), (torch.from_numpy(target), torch.from_numpy(masks.astype(np.float32))[:, None])
+def _batch(recipe: Recipe, step: int):
+    task = "segmentation" if recipe.kind == "seg6" else "inpainting"
+    return training_batch(task, recipe.batch, recipe.size, recipe.seed * 100_000 + step, mask_seed=step)
 
 
 def _loss(recipe: Recipe, out, y):
-    if recipe.kind == "seg6":
-        return F.cross_entropy(out, y)
-    target, hole = y
-    return (F.l1_loss(out * hole, target * hole, reduction="sum") / (3 * hole.sum())
-            + 0.1 * F.l1_loss(out, target))
+    return training_loss("segmentation" if recipe.kind == "seg6" else "inpainting", out, y)
 
 
 def train(recipe: Recipe, log=print) -> tuple[torch.nn.Module, dict]:
@@ -89,10 +73,9 @@ def train(recipe: Recipe, log=print) -> tuple[torch.nn.Module, dict]:
     torch.use_deterministic_algorithms(True)
     model = create_model(recipe.arch, **recipe.config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    batch = _segmentation_batch if recipe.kind == "seg6" else _inpainting_batch
     losses, started = [], time.perf_counter()
     for step in range(recipe.steps):
-        x, y = batch(recipe, step)
+        x, y = _batch(recipe, step)
         loss = _loss(recipe, model(x), y)
         optimizer.zero_grad()
         loss.backward()

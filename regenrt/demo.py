@@ -63,33 +63,42 @@ def make_demo_checkpoint(task: str, directory: str | Path, seed: int = 0, train_
     return path
 
 
-def _batch(task: str, step: int, seed: int):
-    """(model input, target) of one training batch, from the pictures the task's contract turns into inputs."""
+def training_batch(task: str, n: int, size: int, scene_seed: int, mask_seed: int | None = None,
+                   holes: tuple[int, float] | None = None):
+    """(model input, target) of one training batch of ``n`` procedural ``size``² pictures, turned into the task's
+    inputs by its contract: phase maps of grayscale pictures (target: the picture in [0, 1]), labelled scenes
+    (target: their labels), or scenes with ``holes`` = (count, side) boxes (default: box_masks' two 75/256 ones;
+    target: the picture in [-1, 1] and the hole mask). Shared by the demo and benchmarks/trained.py."""
     import numpy as np
 
     from .kernels.reference import fourier_phase, holes_to_input, phase_to_input, rgb_normalize
     from .tasks.synthetic import box_masks, labelled_scenes, synthetic_pictures
 
-    n, size = TRAIN_BATCH[task], TRAIN_SIZE[task]
-    rng_seed = 1_000_000 * (seed + 1) + step
     if task == "phase-recovery":
-        pictures = synthetic_pictures(n, size, size, 1, seed=rng_seed)
+        pictures = synthetic_pictures(n, size, size, 1, seed=scene_seed)
         x = np.stack([phase_to_input(fourier_phase(p), 1) for p in pictures])
         y = pictures.reshape(n, 1, size, size).astype(np.float32) / 255.0
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
-    pictures, labels = labelled_scenes(n, size, size, seed=rng_seed)
+    pictures, labels = labelled_scenes(n, size, size, seed=scene_seed)
     if task == "segmentation":
         x = np.empty((n, 3, size, size), np.float32)
         for i, pic in enumerate(pictures):
             rgb_normalize(pic, x, i)
         return torch.from_numpy(x), torch.from_numpy(labels.astype(np.int64))
-    masks = box_masks(n, size, size, boxes=HOLES[0], seed=rng_seed, side=HOLES[1])[0]
+    boxes = {"boxes": holes[0], "side": holes[1]} if holes else {}
+    masks = box_masks(n, size, size, seed=scene_seed if mask_seed is None else mask_seed, **boxes)[0]
     x = np.stack([holes_to_input(p, m) for p, m in zip(pictures, masks)]).astype(np.float32)
     target = torch.from_numpy(pictures.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
     return torch.from_numpy(x), (target, torch.from_numpy(masks.astype(np.float32))[:, None])
 
 
-def _loss(task: str, out, y):
+def _batch(task: str, step: int, seed: int):
+    """The demo's training batch ``step``."""
+    return training_batch(task, TRAIN_BATCH[task], TRAIN_SIZE[task], 1_000_000 * (seed + 1) + step, holes=HOLES)
+
+
+def training_loss(task: str, out, y):
+    """Cross-entropy (segmentation), L1 (phase), hole-weighted L1 plus a tenth of the whole picture's (inpainting)."""
     import torch.nn.functional as F
 
     if task == "segmentation":
@@ -110,7 +119,7 @@ def train(model: nn.Module, task: str, seconds: float, seed: int = 0, log=None, 
     losses, started, step, said = [], time.perf_counter(), 0, 0.0
     while time.perf_counter() - started < seconds and (max_steps is None or step < max_steps):
         x, y = _batch(task, step, seed)
-        loss = _loss(task, model(x), y)
+        loss = training_loss(task, model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
