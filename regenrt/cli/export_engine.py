@@ -170,6 +170,10 @@ def _export(args: argparse.Namespace) -> int:
         e = result.engine
         print(f"engine: {e['engine']} ({e['backend']}, {e['precision']}, {e['chosen_by']}); "
               f"run it with `run-infer --engine {result.output_dir}`")
+        fast = e.get("latency_engine") or {}
+        if fast.get("engine") and fast["engine"] != e["engine"]:
+            print(f"batch-1 engine: {fast['engine']} ({fast['backend']}, {fast['precision']}, lowest batch-1 latency): "
+                  f"what `Engine.load('{result.output_dir}')` runs one request at a time")
         if e.get("cpu_engine"):
             print(f"CPU engine beside it: {e['cpu_engine']['engine']} (`run-infer --engine {result.output_dir} "
                   "--device cpu`)")
@@ -192,7 +196,10 @@ def candidate_lines(candidates: dict, engine: dict) -> str:
         verdict = "passed" if entry["passed"] else "refused"
         notes = [entry.get("variant"), entry.get("claim_broken") and f"not published: {entry['claim_broken']}",
                  entry.get("on_this_cpu") and "GPU engines' graph, not a CPU engine"]
-        chosen = "  <- engine" if name == cpu.get("engine") else ""
+        marks = [m for m, pick in (("engine (run-infer)", cpu.get("engine")),
+                                   ("batch-1 engine (Engine.load)", (cpu.get("latency_engine") or {}).get("engine")))
+                 if name == pick]
+        chosen = f"  <- {', '.join(marks)}" if marks else ""
         lines.append(f"  {name}: {entry['precision']} -> {executes}; {verdict}, margin {entry['margin']:+.2f}{speed}"
                      + "".join(f"; {n}" for n in notes if n) + chosen)
     return "\n".join(lines)

@@ -101,7 +101,7 @@ class Engine:
         ``mode="throughput"``: compiled for several batches in flight (``engine.requests`` of them), as run-infer
         runs it; ``latency`` (default): one request, lowest time per call."""
         given = Path(path)
-        path = resolve_engine_path(given, device)
+        path = resolve_engine_path(given, device, mode)
         if not path.exists():
             raise MissingPathError(f"engine {str(path)!r} does not exist; give the directory export-engine wrote (it "
                                    "runs the engine its engine.json names) or one artefact file in it.")
@@ -205,9 +205,10 @@ class Engine:
 ENGINE_RECORD = "engine.json"
 
 
-def resolve_engine_path(path: Path, device: str = "auto") -> Path:
-    """A directory made by export-engine -> the artefact its ``engine.json`` records (with ``device="cpu"``, the
-    CPU engine recorded beside a GPU engine); a file -> itself."""
+def resolve_engine_path(path: Path, device: str = "auto", mode: str = "throughput") -> Path:
+    """A directory made by export-engine -> the artefact its ``engine.json`` records for ``mode``: ``throughput``
+    (run-infer, serving) its ``engine``, ``latency`` (one request at a time) its ``latency_engine`` where it records
+    one; with ``device="cpu"``, the CPU choice recorded beside a GPU engine. A file -> itself."""
     if not path.is_dir():
         return path
     record = path / ENGINE_RECORD
@@ -216,8 +217,10 @@ def resolve_engine_path(path: Path, device: str = "auto") -> Path:
                            "(model.onnx, model.fp16.onnx, model.openvino.xml) or re-export with export-engine.")
     entry = read_record(record, ("engine",), "re-export with export-engine")
     cpu_engine = entry.get("cpu_engine") if isinstance(entry.get("cpu_engine"), dict) else {}
-    gpu_engine, name, cpu_name = entry.get("device") == "cuda", entry["engine"], cpu_engine.get("engine")
-    if gpu_engine and device == "cpu" and cpu_name:
+    gpu_engine, name, cpu_name = entry.get("device") == "cuda", entry["engine"], _for_mode(cpu_engine, mode)
+    if not gpu_engine:
+        name = _for_mode(entry, mode)
+    elif device == "cpu" and cpu_name:
         name = cpu_name
     elif gpu_engine and device == "auto" and not _cuda_visible():
         raise MissingDependencyError(
@@ -227,6 +230,14 @@ def resolve_engine_path(path: Path, device: str = "auto") -> Path:
     if Path(name).name != name:
         raise RegenrtError(f"{record} names {name!r}, which is not a file of that directory.")
     return path / name
+
+
+def _for_mode(record: dict, mode: str) -> str | None:
+    """The artefact a CPU record names for ``mode``: its latency engine for ``latency`` where it has one."""
+    latency = record.get("latency_engine")
+    if mode == "latency" and isinstance(latency, dict) and latency.get("engine"):
+        return latency["engine"]
+    return record.get("engine")
 
 
 def _cuda_visible() -> bool:

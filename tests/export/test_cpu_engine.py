@@ -35,8 +35,14 @@ def test_openvino_verified_and_fastest_recorded(deeplab_fixture, deeplab_engine_
     assert record["engine"] == max(record["throughput_items_per_s"], key=record["throughput_items_per_s"].get)
     assert record == report["engine"]
 
-    engine = Engine.load(deeplab_engine_dir)  # the directory: engine.json decides
+    fastest = record["latency_engine"]  # the batch-1 choice, by the latency measured beside the throughput
+    assert fastest["engine"] == min(record["latency_ms"], key=record["latency_ms"].get)
+    assert fastest["precision"] == record["candidates"][fastest["engine"]]["precision"]
+
+    engine = Engine.load(deeplab_engine_dir, mode="throughput")  # the directory: engine.json decides (run-infer's)
     assert engine.path.name == record["engine"] and engine.backend.name == record["backend"]
+    one = Engine.load(deeplab_engine_dir)  # one request at a time: the batch-1 engine
+    assert one.path.name == fastest["engine"] and one.backend.name == fastest["backend"]
     _, ref = deeplab_fixture
     ov = Engine.load(deeplab_engine_dir / "model.openvino.xml")
     assert ov.backend.name == "openvino" and ov.task == "phase-recovery" and ov.metadata["precision"] == OV_PRECISION
@@ -95,3 +101,20 @@ def test_engine_directory_and_ir_errors_say_what_to_do(tiny_unet, tmp_path):
     (tmp_path / "e" / "model.openvino.bin").unlink()
     with pytest.raises(RegenrtError, match="no weights file model.openvino.bin"):
         Engine.load(tmp_path / "e" / "model.openvino.xml")
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_each_mode_runs_the_engine_recorded_for_it(tmp_path, gpu):
+    """run-infer and serving (throughput) run engine.json's engine; one request at a time (latency) its batch-1
+    engine, which can differ (e.g. OpenVINO FP32 beats ONNX Runtime at batch 1 on an AVX2-only CPU while ONNX Runtime
+    has the higher throughput at batch 8); with a GPU engine the same holds for the CPU record beside it."""
+    from regenrt.runtime.engine import resolve_engine_path
+
+    cpu = {"engine": "model.onnx", "latency_engine": {"engine": "model.openvino.xml"}}
+    record = {"engine": "model.torch.pt", "device": "cuda", "cpu_engine": cpu} if gpu else cpu
+    (tmp_path / "engine.json").write_text(json.dumps(record))
+    assert resolve_engine_path(tmp_path, "cpu", "throughput").name == "model.onnx"
+    assert resolve_engine_path(tmp_path, "cpu", "latency").name == "model.openvino.xml"
+    cpu.pop("latency_engine")  # an export from before engine.json recorded one: its engine, in both modes
+    (tmp_path / "engine.json").write_text(json.dumps(record))
+    assert resolve_engine_path(tmp_path, "cpu", "latency").name == "model.onnx"

@@ -77,10 +77,12 @@ def test_engine_record_with_a_gpu_engine(pix2pix_engine_dir, tmp_path):
     cpu_record = json.loads((export / "engine.json").read_text())
     (export / "engine.json").write_text(json.dumps({"engine": "model.torch.pt", "backend": "torch", "device": "cuda",
                                                    "precision": "fp16", "cpu_engine": cpu_record}))
-    engine = Engine.load(export, device="cpu")
+    engine = Engine.load(export, device="cpu", mode="throughput")
     assert engine.path.name == cpu_record["engine"]
+    batch_one = cpu_record["latency_engine"]["engine"]  # one request at a time: the CPU record's batch-1 engine
+    assert Engine.load(export, device="cpu").path.name == batch_one
     if not torch.cuda.is_available():
-        with pytest.raises(MissingDependencyError, match="built for an NVIDIA GPU.*--device cpu.*" + cpu_record["engine"]):
+        with pytest.raises(MissingDependencyError, match="built for an NVIDIA GPU.*--device cpu.*" + batch_one):
             Engine.load(export)
 
 
