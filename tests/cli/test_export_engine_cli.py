@@ -57,6 +57,11 @@ def test_demo_end_to_end(tmp_path):
         assert withheld not in names and f"not published: {why}" in result.stdout
     assert "FAIL" not in result.stdout and "WARNING" not in result.stdout  # a passing export reads as one
     assert f"run it with `run-infer --engine {tmp_path / 'demo'}`" in result.stdout
+    record = json.loads((tmp_path / "demo" / "engine.json").read_text())
+    assert f"{record['engine']}: " in result.stdout.split("<- engine (run-infer)")[0].splitlines()[-1]
+    fast = record["latency_engine"]["engine"]
+    assert f"{fast}: " in result.stdout.split("batch-1 engine (Engine.load)")[0].splitlines()[-1]
+    assert (f"batch-1 engine: {fast}" in result.stdout) == (fast != record["engine"])
 
 
 def _bad(tmp_path, kind):
