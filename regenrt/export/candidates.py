@@ -146,6 +146,17 @@ register_candidate(Candidate("fp32-subpixel", "model.subpixel.onnx", "onnxruntim
                              lambda ctx: "fp32", _build_rewritten, required=True))
 
 
+def _build_rewritten_for_bf16(ctx: BuildContext, c: Candidate) -> Path | None:
+    """A rewrite that serves only OpenVINO's bf16 engines (``resize-matmul``): built where they are."""
+    if not ctx.openvino or native_precision() == "fp32":
+        return None
+    return _build_rewritten(ctx, c)
+
+
+register_candidate(Candidate("fp32-resize-matmul", "model.resize-matmul.onnx", "onnxruntime", "resize-matmul",
+                             lambda ctx: "fp32", _build_rewritten_for_bf16, required=True))
+
+
 # --- OpenVINO: the IR of a graph variant in the best float precision this CPU runs, and INT8 ------------------
 
 def native_precision(ctx: BuildContext | None = None) -> str:
@@ -162,6 +173,19 @@ def _build_openvino(ctx: BuildContext, c: Candidate) -> Path | None:
 
     extra = {"graph_passes": [c.graph]} if c.graph != "export" else {}
     return convert(source, ctx.work / c.artefact, ctx.derived(native_precision(), **extra))
+
+
+def _build_openvino_precise_tail(ctx: BuildContext, c: Candidate) -> Path | None:
+    """The IR of a graph whose output tail can run f32 (the ``resize-matmul`` rewrite) with that tail marked
+    precise: bf16 everywhere else, compiled per input size (so the tail's matrices are constants OpenVINO keeps
+    f32). Only where this CPU runs bf16 (elsewhere it is the plain FP32 IR again)."""
+    source = ctx.graph(c.graph) if ctx.openvino and native_precision() != "fp32" else None
+    if source is None:
+        return None
+    from ..runtime.backends.openvino import convert
+
+    return convert(source, ctx.work / c.artefact,
+                   ctx.derived(native_precision(), graph_passes=[c.graph], specialize_hw=True), precise_tail=True)
 
 
 def _build_int8(ctx: BuildContext, c: Candidate) -> Path | None:
@@ -200,6 +224,8 @@ register_candidate(Candidate("openvino", "model.openvino.xml", "openvino", "expo
                              _build_openvino))
 register_candidate(Candidate("openvino-subpixel", "model.openvino.subpixel.xml", "openvino", "subpixel-convtranspose",
                              native_precision, _build_openvino))
+register_candidate(Candidate("openvino-resize-matmul", "model.openvino.resize-matmul.xml", "openvino", "resize-matmul",
+                             native_precision, _build_openvino_precise_tail))
 register_candidate(Candidate("openvino-int8", "model.openvino.int8.xml", "openvino", "export", lambda ctx: "int8",
                              _build_int8, repair=_repair_int8))
 register_candidate(Candidate("openvino-int8-bf16", "model.openvino.int8-bf16.xml", "openvino", "export",

@@ -17,6 +17,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy as np
 from ...errors import MissingDependencyError, RegenrtError
 
 RT_INFO_KEY = "regenrt"
+SPECIALIZED_SIZES = 4  # input sizes (H, W) an IR compiled per size keeps compiled at once
 # regenrt precision (the claim in the metadata) -> OpenVINO INFERENCE_PRECISION_HINT. An INT8 IR carries its
 # quantized layers in the graph (FakeQuantize); the layers NNCF left unquantized run in the precision its
 # metadata names (``int8.unquantized_run_in``: fp32, or bf16 on CPUs that have it), f32 when it names none.
@@ -136,13 +138,62 @@ def int8_refusal(name: str, metadata: dict) -> str | None:
             "export-engine (it quantizes with 7-bit weights where INT8 saturates).")
 
 
-def convert(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata: dict) -> Path:
-    """FP32 ONNX -> OpenVINO IR with FP32 weights and ``metadata`` in its rt_info; returns the .xml path."""
+def convert(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata: dict,
+            precise_tail: bool = False) -> Path:
+    """FP32 ONNX -> OpenVINO IR with FP32 weights and ``metadata`` in its rt_info; returns the .xml path.
+    ``precise_tail``: the layers from the last convolution(s) to the output keep f32 under a bf16 hint (see
+    :func:`mark_precise_tail`); their names are recorded in the metadata (``fp32_tail``)."""
     ov = import_openvino()
     model = ov.convert_model(str(onnx_path))
     model.set_rt_info(json.dumps(metadata, sort_keys=True), [RT_INFO_KEY])
     ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    if precise_tail:
+        mark_precise_tail(Path(xml_path))
     return Path(xml_path)
+
+
+TAIL_STOPS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData"}
+
+
+def mark_precise_tail(xml_path: Path) -> list[str]:
+    """Mark every layer on the paths from the output back to (and including) the nearest convolution(s) precise:
+    OpenVINO's CPU plugin then keeps them f32 under a bf16 hint (the IR attribute ``precise``, which the IR reader
+    turns into a DisablePrecisionConversion mark). The CPU plugin keeps Convolution, MatMul and elementwise layers
+    f32 when marked, not Interpolate or Pooling (read back from compiled graphs: ``runtimePrecision``). The file is
+    rewritten in place, its regenrt metadata naming the marked layers (``fp32_tail``, sorted); returns them."""
+    tree = ElementTree.parse(str(xml_path))
+    root = tree.getroot()
+    layers = {layer.get("id"): layer for layer in root.iter("layer")}
+    producers: dict[str, set[str]] = {}
+    for edge in root.iter("edge"):
+        producers.setdefault(edge.get("to-layer"), set()).add(edge.get("from-layer"))
+    todo = [i for i, layer in layers.items() if layer.get("type") == "Result"]
+    seen, marked = set(todo), []
+    while todo:
+        layer_id = todo.pop()
+        layer = layers[layer_id]
+        kind = layer.get("type")
+        if kind in ("Const", "Parameter"):
+            continue
+        if kind != "Result":
+            info = layer.find("rt_info")
+            if info is None:
+                info = ElementTree.Element("rt_info")
+                layer.insert(0, info)
+            ElementTree.SubElement(info, "attribute", name="precise", version="0")
+            marked.append(layer.get("name"))
+        if kind in TAIL_STOPS:
+            continue
+        for source in producers.get(layer_id, ()):
+            if source not in seen:
+                seen.add(source)
+                todo.append(source)
+    entry = root.find(f"./rt_info/{RT_INFO_KEY}")
+    if entry is not None and "value" in entry.attrib:
+        entry.set("value", json.dumps({**json.loads(entry.attrib["value"]), "fp32_tail": sorted(marked)},
+                                      sort_keys=True))
+    tree.write(str(xml_path), encoding="utf-8", xml_declaration=True)
+    return sorted(marked)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -210,17 +261,47 @@ class OpenVinoRunner:
         self.precision, self.mode, self.hint = precision, mode, PRECISIONS[rest or precision]
         # compiled from the model object: the cache key is its content, not its path, so the compile done while
         # exporting (in a temporary directory) is the one later loads find
-        self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
-            "INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": MODES[mode]})
+        self._core, self._source = core, core.read_model(str(self.path))
+        self._config = {"INFERENCE_PRECISION_HINT": self.hint, "PERFORMANCE_HINT": MODES[mode]}
+        self.specialized = bool(self.metadata.get("specialize_hw"))
+        self._by_size: dict[tuple[int, int], Any] = {}
+        self._lock = threading.Lock()
+        example = self.metadata.get("input", {}).get("example_shape")
+        if self.specialized and not example:
+            raise RegenrtError(f"{self.path.name} is compiled per input size but records no example shape; re-export "
+                               "it with export-engine.")
+        self.compiled = (self._compiled_for(tuple(example[2:])) if self.specialized
+                         else core.compile_model(self._source, "CPU", self._config))
         self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if mode == "throughput" else 1
         self._local = threading.local()
 
+    def _compiled_for(self, size: tuple[int, int]):
+        """The model compiled for inputs of ``size`` (H, W), batch left dynamic; at most SPECIALIZED_SIZES kept.
+        An IR that is compiled per size (``specialize_hw``): its output tail's interpolation matrices become
+        constants of the size, and OpenVINO keeps a MatMul with a constant operand f32 where marked precise
+        (one whose operands are both computed at run time it runs bf16)."""
+        with self._lock:
+            compiled = self._by_size.get(size)
+            if compiled is None:
+                model = self._source.clone()
+                shape = list(self._source.inputs[0].get_partial_shape())
+                model.reshape({model.inputs[0]: [-1, shape[1], *size]})
+                compiled = self._core.compile_model(model, "CPU", self._config)
+                if len(self._by_size) >= SPECIALIZED_SIZES:
+                    self._by_size.pop(next(iter(self._by_size)))
+                self._by_size[size] = compiled
+            return compiled
+
     def infer(self, x: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        result = request.infer({0: np.ascontiguousarray(x, np.float32)})
-        return np.array(result[self.compiled.outputs[0]], np.float32, copy=True)
+        compiled = self._compiled_for(tuple(x.shape[2:])) if self.specialized else self.compiled
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        kept = requests.get(x.shape[2:])
+        if kept is None or kept[0] is not compiled:
+            kept = requests[x.shape[2:]] = (compiled, compiled.create_infer_request())
+        result = kept[1].infer({0: np.ascontiguousarray(x, np.float32)})
+        return np.array(result[compiled.outputs[0]], np.float32, copy=True)
 
     def proof(self) -> dict:
         """What the compiled model executes, from its runtime (execution) graph: each heavy layer's runtime
