@@ -20,6 +20,7 @@ ARCH_FLAGS = {  # flag -> (option name, type, help)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..export.parity import CALIBRATION_SAMPLES
     from ..models import list_architectures
     from ..tasks import list_tasks
 
@@ -109,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "name, every second file calibrates (FP16 ranges, INT8) and the others are judged by the "
                            "gate, so the gate never judges on what calibrated (one file: judged only)")
     gate.add_argument("--parity-samples", type=int, default=4, metavar="N", help="synthetic inputs (default 4)")
-    gate.add_argument("--calibration-samples", type=int, default=8, metavar="N",
-                      help="synthetic task inputs for FP16 range calibration (default 8)")
+    gate.add_argument("--calibration-samples", type=int, default=CALIBRATION_SAMPLES, metavar="N",
+                      help="synthetic task inputs for FP16 range calibration and INT8 quantization, besides "
+                           f"--samples' calibration half (default {CALIBRATION_SAMPLES})")
     gate.add_argument("--fp32-tol", type=float, default=1e-4,
                       help="FP32: max abs error / reference range (default 1e-4)")
     gate.add_argument("--min-psnr", type=float, default=40.0, help="FP16 image outputs: minimum PSNR dB (default 40)")

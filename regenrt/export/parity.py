@@ -16,6 +16,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+# generated calibration inputs (FP16 ranges, INT8 quantization): on the trained U-Net, 8 -> 32 lifted INT8's worst
+# of 16 gate pictures 37.9 -> 40.6 dB and of 16 held-out scenes 45.9 -> 47.9 dB; 64 and 128 measured the same
+CALIBRATION_SAMPLES = 32
+
+
 @dataclass(frozen=True)
 class Tolerances:
     fp32_rel_max: float = 1e-4

@@ -35,7 +35,7 @@ from .gpu import no_gpu_engine, GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, r
 from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, export_onnx
 from .onnx_io import data_path, save_onnx
-from .parity import Tolerances, format_table
+from .parity import CALIBRATION_SAMPLES, Tolerances, format_table
 from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
 from .tensorrt import sidecar_path
 
@@ -176,7 +176,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
                       accept_unsafe_torch: bool = False,
                       state_key: str | None = None, exporter: str = "torchscript",
                       tolerances: Tolerances = Tolerances(), parity_samples: int = 4,
-                      calibration_samples: int = 8, seed: int = 0, cpu_engine: str = "auto",
+                      calibration_samples: int = CALIBRATION_SAMPLES, seed: int = 0, cpu_engine: str = "auto",
                       int8: str = "auto", run_batch: int = 8, gpu: GpuOptions = GpuOptions(),
                       cpu_aoti: bool = False, log: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``checkpoint`` to verified artefacts in ``output_dir`` (see module docstring).

@@ -136,6 +136,12 @@ def write_repository(engine: str | os.PathLike, repo: str | os.PathLike, *, name
     if metadata.get("batch_dependent"):
         raise RegenrtError(f"{path.name} runs in batch-stats mode (an item's output depends on its batch): "
                            "dynamic batching would change results; export with --mode eval to serve it.")
+    size = None
+    if path.suffix == ".xml" and metadata.get("specialize_hw"):
+        # an IR regenrt compiles per input size; Triton compiles once, so it serves the IR at the export's size
+        size = tuple(metadata["input"]["example_shape"][2:])
+        metadata = {**metadata, "input": {**metadata["input"], "shape": [metadata["input"]["shape"][0],
+                                                                          metadata["input"]["channels"], *size]}}
     name = name or metadata["task"].replace("-", "_")
     if max_batch_size < 1 or instances < 1:
         raise RegenrtError("max_batch_size and instances must be at least 1.")
@@ -149,10 +155,15 @@ def write_repository(engine: str | os.PathLike, repo: str | os.PathLike, *, name
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
     _, target = KINDS[path.suffix]
-    shutil.copy2(path, version / target)
-    extras = artefact_files(path)[1:] if path.suffix in (".xml", ".onnx") else []  # (an engine's fingerprint stays)
-    for extra in extras:  # an IR's weights (renamed with it), an ONNX graph's external data (by its own name)
-        shutil.copy2(extra, version / ("model.bin" if path.suffix == ".xml" else extra.name))
+    if size:
+        from ..runtime.backends.openvino import save_for_size
+
+        save_for_size(path, version / target, size)
+    else:
+        shutil.copy2(path, version / target)
+        extras = artefact_files(path)[1:] if path.suffix in (".xml", ".onnx") else []  # (a fingerprint stays)
+        for extra in extras:  # an IR's weights (renamed with it), an ONNX graph's external data (by its own name)
+            shutil.copy2(extra, version / ("model.bin" if path.suffix == ".xml" else extra.name))
     gpu = path.suffix == ".engine" if gpu is None else gpu
     config = model_dir / "config.pbtxt"
     config.write_text(config_text(engine_name, path.suffix, metadata, max_batch_size, instances, gpu))

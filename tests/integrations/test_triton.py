@@ -48,6 +48,35 @@ def test_repository_config_parses_and_matches_the_engine(deeplab_engine_dir, tmp
         assert (config_path.parent / "1" / "model.bin").read_bytes() == source.with_suffix(".bin").read_bytes()
 
 
+def test_an_ir_compiled_per_size_is_served_at_the_export_size(deeplab_engine_dir, tmp_path):
+    """model.openvino.resize-matmul.xml (BF16 CPUs) runs its output tail f32 only when compiled for one size:
+    Triton compiles once, so the repository holds the IR at the export's H/W (batch dynamic), and OpenVINO compiling
+    that file as a server would gives what regenrt's runner gives."""
+    import numpy as np
+    import openvino as ov
+    from google.protobuf import text_format
+
+    from regenrt.runtime.backends.openvino import OpenVinoRunner
+
+    source = deeplab_engine_dir / "model.openvino.resize-matmul.xml"
+    if not source.exists():
+        pytest.skip("model.openvino.resize-matmul.xml is built on CPUs with BF16 only (tests/export/"
+                    "test_resize_tail.py checks that it is not built elsewhere)")
+    metadata = backend_for(source).read_metadata(source)
+    assert metadata["specialize_hw"]
+    config_path = write_repository(source, tmp_path / "repo", name="phase", pipeline=False)
+    config = text_format.Parse(config_path.read_text(), _model_config()())
+    size = metadata["input"]["example_shape"][2:]
+    assert list(config.input[0].dims) == [metadata["input"]["channels"], *size]
+    served = config_path.parent / "1" / "model.xml"
+    assert backend_for(served).read_metadata(served) == metadata  # the claim travels with the file
+    x = np.random.default_rng(0).uniform(-1, 1, (2, metadata["input"]["channels"], *size)).astype(np.float32)
+    server = ov.Core().compile_model(str(served), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    got = server.create_infer_request().infer({0: x})[0]
+    want = OpenVinoRunner(source, cache=False).infer(x)  # (a tail left bf16 would be ~1e-3 of the range off)
+    assert np.abs(got - want).max() <= 1e-5 * (want.max() - want.min())
+
+
 def test_fixed_size_engine_dims_and_refusals(pix2pix_engine_dir, tmp_path):
     from google.protobuf import text_format
 

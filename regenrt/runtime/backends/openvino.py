@@ -196,6 +196,18 @@ def mark_precise_tail(xml_path: Path) -> list[str]:
     return sorted(marked)
 
 
+def save_for_size(xml_path: str | os.PathLike, out_xml: str | os.PathLike, size: tuple[int, int]) -> Path:
+    """The IR with its input's H/W fixed to ``size`` (batch stays dynamic), marks and metadata kept: what a server
+    that compiles an IR once (Triton's OpenVINO backend) needs to run one made to be compiled per size
+    (``specialize_hw``) as regenrt's runner runs it and its gate verified it."""
+    ov = import_openvino()
+    model = ov.Core().read_model(str(xml_path))
+    channels = model.inputs[0].get_partial_shape()[1]
+    model.reshape({model.inputs[0]: [-1, channels, *size]})
+    ov.save_model(model, str(out_xml), compress_to_fp16=False)
+    return Path(out_xml)
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The regenrt metadata of an IR: the ``<net><rt_info><regenrt>`` entry regenrt writes, and only that one.
 
