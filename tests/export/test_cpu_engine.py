@@ -118,3 +118,23 @@ def test_each_mode_runs_the_engine_recorded_for_it(tmp_path, gpu):
     cpu.pop("latency_engine")  # an export from before engine.json recorded one: its engine, in both modes
     (tmp_path / "engine.json").write_text(json.dumps(record))
     assert resolve_engine_path(tmp_path, "cpu", "latency").name == "model.onnx"
+
+
+def test_candidates_are_timed_round_robin():
+    """Latency is timed one call of each candidate per round (after a warm-up each), so a slow spell of a shared
+    machine lands on every candidate alike; each candidate's median is its own calls'."""
+    from regenrt.export.selection import interleaved_ms
+
+    calls = []
+
+    def runner(key, seconds):
+        def run(x):
+            calls.append(key)
+            import time
+
+            time.sleep(seconds)
+        return run
+
+    timed = interleaved_ms({"a": runner("a", 0.002), "b": runner("b", 0.006)}, np.zeros(1), rounds=3)
+    assert calls == ["a", "b"] * 4  # warm-ups, then three rounds
+    assert 1.5 <= timed["a"] < timed["b"] and timed["b"] >= 5.5
