@@ -198,6 +198,8 @@ def candidate_lines(candidates: dict, engine: dict) -> str:
         verdict = "passed" if entry["passed"] else "refused"
         notes = [entry.get("variant"), entry.get("claim_broken") and f"not published: {entry['claim_broken']}",
                  entry.get("on_this_cpu") and "GPU engines' graph, not a CPU engine"]
+        if entry["passed"] and name not in latency and not any(notes) and latency:
+            notes.append("not a CPU engine (gated, not timed)")
         marks = [m for m, pick in (("engine (run-infer)", cpu.get("engine")),
                                    ("batch-1 engine (Engine.load)", (cpu.get("latency_engine") or {}).get("engine")))
                  if name == pick]
