@@ -26,11 +26,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(format_table(result.report["rows"], result.report["metric"]))
     print(f"\nparity gate passed; engines in {result.output_dir}")
     extra = make_demo_inputs(args.task, root, n=args.items)
-    if args.engine == "chosen":  # what engine.json names: the fastest verified engine on this machine
-        engine = Engine.load(result.output_dir, device="cpu")
+    if args.engine == "chosen":  # what engine.json names for run-infer: the fastest verified engine on this machine
+        engine = Engine.load(result.output_dir, device="cpu", mode="throughput")
         why = "the engine export chose (engine.json)"
     else:
-        engine = Engine.load(result.artefacts[args.engine], device="cpu")
+        engine = Engine.load(result.artefacts[args.engine], device="cpu", mode="throughput")
         why = f"--engine {args.engine}"
     log(f"run-infer: {engine.describe()} on {args.items} demo inputs — {why}")
     summary = run_directory(engine, root / "inputs", root / "outputs", RunOptions(batch_size=4, **extra),

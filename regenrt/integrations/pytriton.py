@@ -100,7 +100,8 @@ def serve(engine, *, options=None, name: str | None = None, http_port: int = 800
           max_queue_delay_us: int = 2000, instances: int | None = None, log_verbose: int = 0):
     """Start Triton with the engine bound as model ``name`` (default: the task, ``-`` -> ``_``) and return the
     running ``pytriton.triton.Triton`` (a context manager: leaving it stops the server). ``engine``: an Engine,
-    an artefact path or an export directory. ``instances``: model instances taking batches at once (default: as
+    an artefact path or an export directory (loaded as run-infer loads it: its engine.json engine, in
+    throughput mode). ``instances``: model instances taking batches at once (default: as
     many as the engine runs in flight, ``engine.requests`` — OpenVINO's throughput mode asks for 2 on 2 cores)."""
     import_pytriton()
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -108,7 +109,7 @@ def serve(engine, *, options=None, name: str | None = None, http_port: int = 800
 
     from ..runtime import Engine, Predictor, RunOptions
 
-    engine = engine if isinstance(engine, Engine) else Engine.load(engine)
+    engine = engine if isinstance(engine, Engine) else Engine.load(engine, mode="throughput")  # batches in flight
     options = options or RunOptions(batch_size=max_batch_size)
     predictor = Predictor(engine, options)
     ins, outs = signature(engine, predictor.options)

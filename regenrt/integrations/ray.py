@@ -94,7 +94,8 @@ def infer_dataset(engine: str | os.PathLike, input_dir: str | os.PathLike, outpu
     from ..runtime.manifest import Manifest, OutputLock, sources_sha
     from ..runtime.pipeline import Summary, _engine_sha, close_run, plan_run
 
-    probe = Engine.load(engine, device=device)  # the driver reads the task and identity; actors run it
+    probe = Engine.load(engine, device=device, mode="throughput")  # the driver reads the task and identity of the
+    # artefact the actors run (an export directory's engine, not its batch-1 engine)
     runtime, options, items, in_dir, out_dir = plan_run(probe, input_dir, output_dir, options)
     summary = Summary(total=len(items))
     started = time.perf_counter()

@@ -106,12 +106,12 @@ def test_doctor_readme_and_pyproject_agree_on_extras():
 
 
 def test_demo_runs_the_engine_export_chose(tmp_path):
-    result = _run("regenrt.cli.demo", "phase-recovery", "-o", tmp_path / "demo", "--items", "3", "--train-seconds", "0")
+    result = _run("regenrt.cli.demo", "inpainting", "-o", tmp_path / "demo", "--items", "3", "--train-seconds", "0")
     assert result.returncode == 0, result.stderr
-    chosen = json.loads((tmp_path / "demo" / "phase-recovery" / "engine" / "engine.json").read_text())["engine"]
+    chosen = json.loads((tmp_path / "demo" / "inpainting" / "engine" / "engine.json").read_text())["engine"]
     assert f"{chosen}:" in result.stderr and "the engine export chose (engine.json)" in result.stderr
     assert "argmax" not in result.stdout.split("parity gate passed")[0]  # no class-map column for a picture
-    for png in (tmp_path / "demo" / "phase-recovery" / "outputs").glob("*.png"):
+    for png in (tmp_path / "demo" / "inpainting" / "outputs").glob("*.png"):
         assert np.asarray(Image.open(png)).std() > 5  # visibly not blank
 
 

@@ -122,7 +122,7 @@ def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
     ckpt = tmp_path / "phase.pt"
     torch.save(_phase_model().state_dict(), ckpt)
     common = dict(input_shape="input:1x1x96x96", precision="fp32", parity_samples=1, calibration_samples=4,
-                  int8="on")
+                  int8="on", run_batch=1)  # (the engine's choice is not what this checks)
     first = export_checkpoint(ckpt, tmp_path / "plain", **common)
     plain = first.report["candidates"]["openvino-int8"]
     # INT8 candidates are judged on 16 more pictures (4 cases of 4); float ones on the gate's cases only
