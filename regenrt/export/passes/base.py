@@ -56,3 +56,24 @@ def fresh_name(taken: set[str], stem: str) -> str:
         name = f"{stem}_{i}"
     taken.add(name)
     return name
+
+
+def replace_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto], initializers: list[onnx.TensorProto]) -> None:
+    """The graph's nodes become ``nodes`` (in order), ``initializers`` are added, and every initializer no node
+    or graph output reads any more (a rewritten node's weights) is dropped."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(initializers)
+    used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def target(model: onnx.ModelProto, copy: bool) -> onnx.ModelProto:
+    """What a pass rewrites: a copy of ``model``, or (``copy=False``, a caller that owns it) the model itself."""
+    if not copy:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out

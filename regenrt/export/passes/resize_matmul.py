@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .base import GraphPass, attributes, fresh_name, register_pass
+from .base import GraphPass, attributes, fresh_name, register_pass, replace_nodes, target
 
 MODES = ("align_corners", "half_pixel", "pytorch_half_pixel", "asymmetric")
 TAIL_OPS = {"Identity", "Sigmoid", "Tanh", "Relu", "Clip", "LeakyRelu", "Softmax", "LogSoftmax", "HardSigmoid"}
@@ -142,11 +142,7 @@ def _matrix(b: _Builder, shape: str, axis: int, mode: str, scale: float | None, 
 def resize_as_matmul(model: onnx.ModelProto, copy: bool = True) -> tuple[onnx.ModelProto, dict]:
     """Rewrite every eligible Resize (linear, 4-D, N and C unscaled, output reaching a graph output through unary
     elementwise operations) in a copy (in ``model`` itself with ``copy=False``)."""
-    if copy:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-    else:
-        out = model
+    out = target(model, copy)
     graph = out.graph
     constants = _constants(graph)
     taken = {n for node in graph.node for n in (*node.input, *node.output)} | {i.name for i in graph.initializer}
@@ -169,13 +165,7 @@ def resize_as_matmul(model: onnx.ModelProto, copy: bool = True) -> tuple[onnx.Mo
         nodes.extend(b.nodes)
         initializers.extend(b.initializers)
         rewritten.append(node.name or node.output[0])
-    del graph.node[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(initializers)
-    used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    replace_nodes(graph, nodes, initializers)
     return out, {"rewritten": len(rewritten), "resizes": rewritten}
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .base import GraphPass, attributes, fresh_name, register_pass
+from .base import GraphPass, attributes, fresh_name, register_pass, replace_nodes, target
 
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # channel order DepthToSpace(mode=DCR, blocksize=2) interleaves
 
@@ -46,11 +46,7 @@ def _eligible(node: onnx.NodeProto, weights: dict[str, np.ndarray]) -> bool:
 def subpixel_conv_transpose(model: onnx.ModelProto, copy: bool = True) -> tuple[onnx.ModelProto, dict]:
     """Rewrite every eligible ConvTranspose (k=4, s=2, p=1, group 1, constant kernel) in a copy (in ``model`` itself
     with ``copy=False``)."""
-    if copy:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-    else:
-        out = model
+    out = target(model, copy)
     graph = out.graph
     wanted = {name for node in graph.node if node.op_type == "ConvTranspose" for name in node.input[1:3]}
     weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer if init.name in wanted}
@@ -91,13 +87,7 @@ def subpixel_conv_transpose(model: onnx.ModelProto, copy: bool = True) -> tuple[
         nodes.append(helper.make_node("Concat", slices, [stem + "/stacked"], name=stem + "/Concat", axis=1))
         nodes.append(helper.make_node("DepthToSpace", [stem + "/stacked"], list(node.output), name=stem + "/D2S",
                                       blocksize=2, mode="DCR"))
-    del graph.node[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(initializers)
-    used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    replace_nodes(graph, nodes, initializers)
     return out, {"rewritten": rewritten}
 
 
