@@ -20,10 +20,10 @@ COMMANDS = {
     "regenrt-doctor": "regenrt.cli.doctor",
     "regenrt-triton": "regenrt.cli.triton",
 }
-# flags of other programs the pages show (pytest and its plugins, pip, the GPU check, Ray's CLI)
+# flags of other programs the pages show (pytest and its plugins, pip, Ray's CLI; the GPU check's are read from
+# its --help below)
 OTHER_FLAGS = {"--benchmark", "--benchmark-compare", "--benchmark-compare-fail", "--benchmark-json", "--no-deps",
-               "--wheels", "--fixtures", "--out", "--raw", "--limit", "--help", "--co", "--address", "--head",
-               "--extra-index-url", "--index-url", "--cc", "--stages", "--no-install"}
+               "--help", "--co", "--address", "--head", "--extra-index-url", "--index-url", "--cc"}
 
 
 def _help(command: str) -> str:
@@ -37,7 +37,14 @@ def _help(command: str) -> str:
 
 @pytest.fixture(scope="module")
 def helps() -> dict[str, set[str]]:
-    return {name: set(re.findall(r"--[a-z][a-z0-9-]*", _help(name))) for name in COMMANDS}
+    import subprocess
+    import sys
+
+    found = {name: set(re.findall(r"--[a-z][a-z0-9-]*", _help(name))) for name in COMMANDS}
+    gpu_check = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--help"], capture_output=True,
+                               text=True, check=True).stdout
+    found["gpu-check"] = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", gpu_check.split("options:")[-1]))
+    return found
 
 
 def _code_blocks(text: str, language: str) -> list[str]:

@@ -1,19 +1,35 @@
-"""The GPU check: install regenrt beside a preinstalled CUDA torch (never touching it), run the GPU tests and the
-numba CUDA kernel tests on the real device, run the GPU benchmarks, and write one report (JSON + Markdown).
+"""The GPU check: install regenrt beside a preinstalled CUDA torch (never touching it), compile every CUDA kernel,
+then run the stages that decide the GPU goals first and the GPU tests last, under one deadline; one report.
 
-    ./dev.sh gpu-check [--out DIR] [--wheels DIR] [--fixtures DIR] [--stages tests,kernels,models,peers]
-                       [--limit tests=150,kernels=90,models=200,peers=180] [--raw DIR]
+    ./dev.sh gpu-check [--out DIR] [--wheels DIR] [--fixtures DIR] [--deadline 540] [--stages e2e,kernels,...]
+                       [--limit e2e=130,...] [--no-install] [--stand-ins FILE]
 
 Run it from a checkout on a machine with an NVIDIA GPU, with the Python that holds the CUDA torch
 (``REGENRT_PYTHON``, default ``python3``). ``--wheels``: a folder of wheels for what that Python lacks (offline
-machines; e.g. ``isal`` and ``segmentation-models-pytorch``). ``--fixtures``: the golden fixtures (the torch-CUDA
-tests export the pix2pix one). ``--raw``: where each stage's JUnit XML and benchmark JSON go (default
-``<out>/raw``; report.json holds what they say). Each stage runs in its own pytest process under a time limit;
-a failing or timed-out stage is reported and the next one still runs. Before the stages: a one-line refusal when
-this Python lacks pytest-benchmark or numba-cuda, then every CUDA kernel compiled for the GPU
-(tools/cuda_compile_check.py; NVVM missing is a one-line refusal too). report.json's ``goals``: the issue's goals
-as {"name", "value", "goal", "met"}, the GPU-peer ones (``engine_vs_best_peer_<model>_b<batch>``) included. Exit status: 0 when every stage passed, 1 otherwise, 2 without a visible GPU,
-without what the check needs, or on bad arguments.
+machines). ``--fixtures``: the golden fixtures (optional: the default stages need none).
+
+The default run, in this order (each stage one pytest process, its own process group, under its limit cut to
+what is left of ``--deadline``; a stage that overruns gets SIGINT, then SIGKILL 10 s later):
+
+1. install (``pip --no-deps``) and ``tools/cuda_compile_check.py`` (every kernel compiled for this GPU);
+2. ``e2e`` — run-infer end to end (phase R50, inpainting U-Net 256) against the engine's CUDA-graph replay, and
+   the pipeline graph against the engine graph: goals ``e2e_phase``, ``e2e_inpainting``,
+   ``pipeline_graph_vs_engine_graph``;
+3. ``kernels`` — the five CUDA kernels against a device-to-device copy at 16x256² and 16x1024²: goals
+   ``kernels_vs_copy_256x16``, ``kernels_vs_copy_1024x16``;
+4. ``peers-prep`` — the exports and AOTInductor packages the peer rows time (a cache under OUT: a rerun reuses it);
+5. ``peers`` — at batch 8, 256²: regenrt's torch-CUDA (and AOTInductor) artefacts, then torch.compile
+   (``REGENRT_PEER_COMPILE``, default reduce-overhead here), eager FP16, eager FP32 and ONNX Runtime CUDA: goals
+   ``engine_vs_best_peer_r50_b8``, ``engine_vs_best_peer_unet_b8``, ``engine_vs_eager_fp32_r50_b8``;
+6. ``tests`` — tests/gpu and the CUDA kernel tests (correctness: stream ordering, pipeline graphs per task, AOTI).
+
+Each stage's tests write one JSON line each as they finish (``raw/<stage>.jsonl``, removed before the stage
+starts): a stage stopped at its limit keeps what it finished. After every stage ``report.json`` and
+``report.md`` are rewritten. A goal lists the rows it needs; one missing, skipped, failed or fallen back makes it
+``met: null`` with ``missing``/``failed`` named. ``--stand-ins FILE`` (testing the check itself on a CPU):
+JSON ``{stage: [pytest args]}`` replaces the stages' tests; no GPU, install or compile check. Exit status: 0 when
+every stage ran complete and passed, 1 otherwise, 2 without a visible GPU, without what the check needs, or on
+bad arguments.
 """
 from __future__ import annotations
 
@@ -26,54 +42,34 @@ import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from gpucheck import goals, report as reporting, stages  # noqa: E402  (tools/ on the path first)
+from gpucheck.stages import Stage  # noqa: E402
+
 CORE = ("numpy", "onnx", "onnxruntime", "safetensors", "PIL", "tqdm", "isal", "numba")
-# stage -> (pytest arguments, time limit in seconds)
-# (models and end to end share one process: the benchmarked models are exported once)
-STAGES = {  # tests+kernels+models <= 8 minutes with the install and the compile check; peers 3 more (one device
-    # session of 15 minutes holds all four only when the machine starts fast: --stages picks)
-    "tests": (["tests/gpu", "tests/kernels/test_numba_cuda.py"], 150),
-    "kernels": (["--benchmark", "benchmarks/test_kernels_cuda.py"], 90),
-    "models": (["--benchmark", "benchmarks/test_models.py", "benchmarks/test_end_to_end.py", "-k",
-                "test_end_to_end or (torch-cuda and (deeplabv3plus_r50_1ch or unet_256_ngf64))"], 200),
-    # the GPU engine against torch.compile / ONNX Runtime CUDA / eager, batch 8 at 256² by default (max-autotune
-    # compiles for minutes: --limit peers=N and REGENRT_PEER_COMPILE=reduce-overhead trade it for time)
-    "peers": (["--benchmark", "benchmarks/test_gpu_peers.py", "-k", "8-256]"], 180),
-}
-# goal name -> (how to read it from the benchmark rows, the goal, "min" (value >= goal) or "max" (value <= goal))
-GOALS = {
-    "kernels_vs_copy_256x16": (0.6, "min"), "kernels_vs_copy_1024x16": (0.8, "min"),
-    "e2e_phase": (0.8, "min"), "e2e_inpainting": (0.8, "min"),
-    "pipeline_graph_vs_engine_graph": (1.15, "max"),
-}
-
-
-def _run(cmd: list[str], timeout: float, env: dict | None = None, log: Path | None = None) -> tuple[int, float]:
-    start = time.perf_counter()
-    with open(log, "a") if log else open(os.devnull, "w") as sink:
-        sink.write(f"\n$ {' '.join(cmd)}\n")
-        sink.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)  # pytest stops and still writes its JUnit XML and benchmark JSON
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            rc = 124
-    return rc, time.perf_counter() - start
-
-
-def _have(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+DEADLINE = 540.0  # seconds for the whole check: one device command may run 600
+COMPILE_LIMIT = 45.0
+INSTALL_ESTIMATE = 30.0  # pip --no-deps of regenrt (and a few wheels): what the plan leaves for it
+# the order is the order of value: what decides goals first, correctness tests last
+STAGES = {s.name: s for s in (
+    Stage("e2e", ("--benchmark", "benchmarks/test_end_to_end.py"), 120,
+          ("e2e_phase", "e2e_inpainting", "pipeline_graph_vs_engine_graph")),
+    Stage("kernels", ("--benchmark", "benchmarks/test_kernels_cuda.py"), 40,
+          ("kernels_vs_copy_256x16", "kernels_vs_copy_1024x16")),
+    Stage("peers-prep", ("--benchmark", "benchmarks/test_gpu_peers.py", "-k", "test_prepare_peer_artefacts"), 65),
+    Stage("peers", ("--benchmark", "benchmarks/test_gpu_peers.py", "-k", "test_gpu_peer and b8-256"), 100,
+          ("engine_vs_best_peer_r50_b8", "engine_vs_best_peer_unet_b8", "engine_vs_eager_fp32_r50_b8")),
+    Stage("tests", ("tests/gpu", "tests/kernels/test_numba_cuda.py"), 95),
+)}
+OPTIONAL = {s.name: s for s in (  # not in the default run: --stages names them (with --deadline up to 570)
+    Stage("models", ("--benchmark", "benchmarks/test_models.py", "-k", "torch-cuda and (deeplabv3plus_r50_1ch or "
+                     "unet_256_ngf64)"), 200),
+    Stage("peers-all", ("--benchmark", "benchmarks/test_gpu_peers.py", "-k", "test_gpu_peer"), 400),
+)}
 
 
 def _facts() -> dict:
@@ -106,7 +102,7 @@ def _facts() -> dict:
     return facts
 
 
-def _install(wheels: Path | None, log: Path) -> dict:
+def _install(wheels: Path | None, log: Path, clock: stages.Clock) -> dict:
     """regenrt without dependencies (the CUDA torch stays as it is), then any missing dependency from ``wheels``."""
     import torch
 
@@ -115,10 +111,10 @@ def _install(wheels: Path | None, log: Path) -> dict:
     if wheels:
         files = sorted(str(p) for p in wheels.glob("*.whl"))
         if files:
-            steps["wheels"] = _run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                                    "--no-cache-dir", *files], 300, log=log)[0]
-    steps["regenrt"] = _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                             "--no-cache-dir", "-e", str(ROOT)], 300, log=log)[0]
+            steps["wheels"] = stages.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                                          "--no-cache-dir", *files], clock.limit_for(120), ROOT, None, log)[0]
+    steps["regenrt"] = stages.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                                   "--no-cache-dir", "-e", str(ROOT)], clock.limit_for(120), ROOT, None, log)[0]
     probe = ("import importlib.util, json; print(json.dumps([m for m in %r if importlib.util.find_spec(m) is None]))"
              % (CORE,))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd="/").stdout
@@ -129,157 +125,65 @@ def _install(wheels: Path | None, log: Path) -> dict:
     return steps
 
 
-def _junit(path: Path) -> dict:
-    if not path.exists():
-        return {"cases": [], "counts": {}}
-    cases = []
-    for case in ET.parse(path).getroot().iter("testcase"):
-        outcome, detail = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            node = case.find(tag)
-            if node is not None:
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-                detail = " ".join((node.get("message") or node.text or "").split())[:400]
-        cases.append({"id": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
-                      "seconds": float(case.get("time", 0)), "detail": detail})
-    counts: dict = {}
-    for c in cases:
-        counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
-    return {"cases": cases, "counts": counts}
-
-
-def _benchmarks(path: Path) -> list[dict]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []  # not written (the stage stopped before its end) or empty
-    rows = []
-    for b in data.get("benchmarks", []):
-        rows.append({"name": b["name"], "group": b.get("group"), "median_ms": b["stats"]["median"] * 1e3,
-                     "extra": b.get("extra_info", {})})
-    return rows
-
-
-def _derived(bench: list[dict]) -> list[str]:
-    """The ratios the issue asks for, computed from the rows (goal lines)."""
-    lines = []
-    by_group: dict = {}
-    for row in bench:
-        by_group.setdefault(row["group"], {})[row["extra"].get("impl") or row["extra"].get("backend")] = row
-    for group, rows in sorted(by_group.items(), key=lambda kv: str(kv[0])):
-        for impl in ("cuda", "cuda-batch"):
-            if impl in rows and "d2d-copy" in rows:
-                pct = 100 * rows["d2d-copy"]["median_ms"] / rows[impl]["median_ms"]
-                lines.append(f"{group}: kernel ({impl}) {rows[impl]['median_ms']:.3f} ms vs copy "
-                             f"{rows['d2d-copy']['median_ms']:.3f} ms -> {pct:.0f} % of copy bandwidth")
-        if "torch-cuda-fp16-nhwc" in rows and "torch-cuda-fp32" in rows:
-            nhwc = rows["torch-cuda-fp16-nhwc"]
-            lines.append(f"{group}: torch-CUDA FP16+graphs, channels_last + cuDNN autotune {nhwc['median_ms']:.2f} ms "
-                         f"-> {rows['torch-cuda-fp32']['median_ms'] / nhwc['median_ms']:.2f}x eager FP32 "
-                         f"(parity {nhwc['extra'].get('parity')})")
-        if "torch-cuda-fp16" in rows and "torch-cuda-fp32" in rows:
-            speedup = rows["torch-cuda-fp32"]["median_ms"] / rows["torch-cuda-fp16"]["median_ms"]
-            lines.append(f"{group}: torch-CUDA FP16+graphs {rows['torch-cuda-fp16']['median_ms']:.2f} ms vs eager "
-                         f"FP32 {rows['torch-cuda-fp32']['median_ms']:.2f} ms -> {speedup:.2f}x "
-                         f"(parity {rows['torch-cuda-fp16']['extra'].get('parity')})")
-    for row in bench:
-        if "end_to_end" in row["extra"]:
-            e = row["extra"]
-            more = {k: round(v, 2) for k, v in e.items() if k.startswith("ratio_") and k.endswith("_workers")}
-            lines.append(f"end to end {e['end_to_end']}: pipeline {e['pipeline_items_per_s']:.1f} items/s, engine "
-                         f"{e['engine_items_per_s']:.1f} -> ratio {e['ratio']:.2f} (cold {e['cold_ratio']:.2f}"
-                         f"{', ' + str(more) if more else ''}); stage seconds {e.get('stage_s')}")
-    return lines
-
-
-def _goals(bench: list[dict]) -> list[dict]:
-    """The issue's goals as ``{"name", "value", "goal", "met"}`` (value None: not measured in this run)."""
-    values: dict = {}
-    copies = {(r["extra"].get("size"), r["extra"].get("batch"), r["extra"].get("kernel")): r["extra"].get("event_ms")
-              for r in bench if r["extra"].get("impl") == "d2d-copy"}
-    for r in bench:
-        e = r["extra"]
-        if e.get("impl") == "cuda-batch" and e.get("event_ms"):
-            copy = copies.get((e.get("size"), e.get("batch"), e.get("kernel")))
-            if copy:
-                name = f"kernels_vs_copy_{e['size']}x{e['batch']}"
-                worst = values.get(name)
-                values[name] = min(worst, copy / e["event_ms"]) if worst is not None else copy / e["event_ms"]
-        if "end_to_end" in e and "ratio_vs_graph" in e:
-            task = "phase" if e["end_to_end"].startswith("phase") else "inpainting"
-            values[f"e2e_{task}"] = e["ratio_vs_graph"]
-            if "pipeline_graph_vs_engine_graph" in e:
-                worst = values.get("pipeline_graph_vs_engine_graph")
-                value = e["pipeline_graph_vs_engine_graph"]
-                values["pipeline_graph_vs_engine_graph"] = max(worst, value) if worst is not None else value
-    goals = _peer_goals(bench)
-    for name, (goal, kind) in GOALS.items():
-        value = values.get(name)
-        met = None if value is None else (value >= goal if kind == "min" else value <= goal)
-        goals.append({"name": name, "value": None if value is None else round(value, 3), "goal": goal,
-                      "kind": ">=" if kind == "min" else "<=", "met": met})
-    return goals
-
-
-def _peer_goals(bench: list[dict]) -> list[dict]:
-    """From the GPU-peer rows: per model, batch and size, regenrt's fastest GPU artefact against the fastest peer
-    (``engine_vs_best_peer_<model>_b<batch>[_512]``, goal >= 1.0) and, for R50 at batch 8, against eager FP32
-    (``engine_vs_eager_fp32_r50_b8``, goal >= 3.0)."""
-    cases: dict = {}
-    for row in bench:
-        e = row["extra"]
-        if "gpu_peer" in e and e.get("ms"):
-            cases.setdefault((e["model"], e["batch"], e["size"]), {})[e["gpu_peer"]] = e["ms"]
-    goals = []
-    for (model, batch, size), ms in sorted(cases.items()):
-        ours = [v for k, v in ms.items() if k.startswith("regenrt-")]
-        peers = {k: v for k, v in ms.items() if not k.startswith("regenrt-")}
-        suffix = "" if size == 256 else f"_{size}"
-        if ours and peers:
-            best = min(peers, key=peers.get)
-            value = peers[best] / min(ours)
-            goals.append({"name": f"engine_vs_best_peer_{model}_b{batch}{suffix}", "value": round(value, 3),
-                          "goal": 1.0, "kind": ">=", "met": value >= 1.0, "best_peer": best})
-        if model == "r50" and batch == 8 and size == 256 and ours and "eager-fp32" in peers:
-            value = peers["eager-fp32"] / min(ours)
-            goals.append({"name": "engine_vs_eager_fp32_r50_b8", "value": round(value, 3), "goal": 3.0,
-                          "kind": ">=", "met": value >= 3.0})
-    for name in ("engine_vs_best_peer_r50_b8", "engine_vs_best_peer_unet_b8"):  # always listed: None = not run
-        if not any(g["name"] == name for g in goals):
-            goals.append({"name": name, "value": None, "goal": 1.0, "kind": ">=", "met": None})
-    return goals
-
-
 def _probe() -> list[str]:
     """What the check needs and this Python lacks, each as a few words (empty: nothing)."""
     missing = []
-    if not _have("pytest_benchmark"):
+    if not stages.have("pytest_benchmark"):
         missing.append("pytest-benchmark (pip install pytest-benchmark, or a wheel in --wheels)")
-    if not _have("numba_cuda"):
+    if not stages.have("numba_cuda"):
         missing.append("numba-cuda (pip install 'numba-cuda[cu12]' or [cu13] for the installed CUDA)")
     return missing
 
 
-def _markdown(report: dict) -> str:
-    f = report["facts"]
-    out = [f"# regenrt GPU check — {f.get('gpu', 'no GPU')}", "",
-           f"nvidia-smi: {f.get('nvidia_smi')}; torch {f.get('torch')} (CUDA {f.get('torch_cuda')}, cuDNN "
-           f"{f.get('cudnn')}, TF32 convs {f.get('cudnn_allow_tf32')}); numba {f.get('numba')}, numba-cuda "
-           f"{f.get('numba-cuda')}; numpy {f.get('numpy')}; onnxruntime {f.get('onnxruntime')}; TensorRT "
-           f"{f.get('tensorrt') or 'not installed'}; Python {f.get('python')}", "",
-           f"install: {report['install']}", ""]
-    for name, stage in report["stages"].items():
-        out.append(f"## {name}: rc {stage['rc']} in {stage['seconds']:.0f} s — {stage['junit']['counts']}")
-        for case in stage["junit"]["cases"]:
-            if case["outcome"] != "passed" or name == "tests":
-                out.append(f"- {case['outcome']} {case['id']} ({case['seconds']:.1f} s) {case['detail'][:200]}")
-        out.append("")
-    out += ["## Goals", "| goal | value | target | met |", "|---|---|---|---|",
-            *[f"| {g['name']} | {g['value']} | {g['kind']} {g['goal']} | {g['met']} |" for g in report.get("goals", [])],
-            ""]
-    out += ["## Derived", *[f"- {line}" for line in report["derived"]], ""]
-    out += ["## Benchmarks (median ms)", *[f"- {r['name']}: {r['median_ms']:.3f}" for r in report["benchmarks"]]]
-    return "\n".join(out) + "\n"
+
+
+def _ort_cuda() -> str | None:
+    """None when ONNX Runtime's CUDA provider is installed (a needed peer), else why it is not compared."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} here is the CPU build (no CUDAExecutionProvider): regenrt[onnx-gpu]"
+    return None
+
+
+def _plan(args, parser) -> list[Stage]:
+    known = {**STAGES, **OPTIONAL}
+    names = [s for s in (args.stages or ",".join(STAGES)).split(",") if s]
+    try:
+        limits = {k: float(v) for k, v in (item.split("=") for item in args.limit.split(",") if item)}
+    except ValueError:
+        parser.error(f"--limit takes STAGE=SECONDS,..., got {args.limit!r}")
+    unknown = sorted(set(names) - set(known) | set(limits) - set(known))
+    if unknown:
+        parser.error(f"unknown stage(s) {unknown}; the stages are {', '.join(known)}")
+    stand_ins = {}
+    if args.stand_ins:
+        stand_ins = json.loads(args.stand_ins.read_text())
+    plan = []
+    for name in names:
+        stage = known[name]
+        pytest_args = tuple(stand_ins.get(name, stage.args))
+        if name == "tests" and not args.stand_ins and stages.have("xdist"):
+            pytest_args += ("-n", "4", "--dist", "loadfile")  # test files in parallel (each its own GPU context)
+        plan.append(Stage(name, pytest_args, limits.get(name, stage.limit), stage.decides))
+    return plan
+
+
+def _refuse(report: dict, out: Path, message: str) -> int:
+    print(f"[gpu-check] {message}", file=sys.stderr)
+    report["refused"] = message
+    reporting.write(report, out)
+    return 2
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Stopped(f"signal {signum}")
 
 
 def main(argv=None) -> int:
@@ -288,85 +192,92 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "gpu-check", help="report folder (default: gpu-check/)")
     parser.add_argument("--wheels", type=Path, help="folder of wheels to install first (offline machines)")
     parser.add_argument("--fixtures", type=Path, help="golden fixtures folder (default: ../shared/fixtures)")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
+    parser.add_argument("--deadline", type=float, default=DEADLINE,
+                        help=f"seconds for the whole check, install included (default {DEADLINE:.0f}); every stage's "
+                             "limit is cut to what is left")
+    parser.add_argument("--stages", default="", help=f"comma-separated, in the order to run (default "
+                        f"{','.join(STAGES)}; also {', '.join(OPTIONAL)})")
     parser.add_argument("--limit", default="", help="time limits in seconds per stage (default "
-                        + ",".join(f"{k}={v}" for k, (_, v) in STAGES.items()) + ")")
-    parser.add_argument("--raw", type=Path, help="folder for JUnit XML and benchmark JSON (default: <out>/raw)")
+                        + ",".join(f"{k}={v.limit:.0f}" for k, v in STAGES.items()) + ")")
     parser.add_argument("--no-install", action="store_true", help="use regenrt from this checkout as installed")
+    parser.add_argument("--stand-ins", type=Path, help="JSON {stage: [pytest args]}: test the check itself on a CPU "
+                        "(no GPU, install or compile check)")
     args = parser.parse_args(argv)
-    stages = [s for s in args.stages.split(",") if s]
-    try:
-        limits = {k: float(v) for k, v in (item.split("=") for item in args.limit.split(",") if item)}
-    except ValueError:
-        parser.error(f"--limit takes STAGE=SECONDS,..., got {args.limit!r}")
-    unknown = sorted(set(stages) - set(STAGES) | set(limits) - set(STAGES))
-    if unknown:
-        parser.error(f"unknown stage(s) {unknown}; the stages are {', '.join(STAGES)}")
-    raw = args.raw or args.out / "raw"
-    for folder in (args.out, raw):
-        folder.mkdir(parents=True, exist_ok=True)
+    clock = stages.Clock(args.deadline)
+    plan = _plan(args, parser)
+    raw = args.out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
     log = args.out / "log.txt"
     log.write_text("")
-    report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    report["install"] = {} if args.no_install else _install(args.wheels, log)
-    report["facts"] = _facts()
-    if not report["facts"].get("cuda_available"):
-        print(f"[gpu-check] no NVIDIA GPU visible to torch ({report['facts'].get('torch')}, nvidia-smi: "
-              f"{report['facts'].get('nvidia_smi')}): this check needs one; run it with the Python that holds the "
-              "CUDA build of torch (REGENRT_PYTHON=...).", file=sys.stderr)
-        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        return 2
-    missing = _probe()
-    if missing:
-        print(f"[gpu-check] missing: {'; '.join(missing)}", file=sys.stderr)
-        report["missing"] = missing
-        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        return 2
-    env = {**os.environ, "REGENRT_REAL_CUDA": "1", "PYTHONUNBUFFERED": "1"}
+    report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "deadline": args.deadline,
+                    "plan": [{"name": s.name, "args": list(s.args), "limit": s.limit, "decides": list(s.decides)}
+                             for s in plan], "stand_ins": bool(args.stand_ins), "stages": {},
+                    "not_run": [s.name for s in plan], "elapsed": 0.0}
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _check(args, plan, clock, raw, log, report)
+    except (_Stopped, KeyboardInterrupt) as exc:
+        report["stopped"] = str(exc) or "interrupted"
+        return 1
+    finally:
+        report["elapsed"] = time.monotonic() - clock.start
+        reporting.write(report, args.out)
+
+
+def _check(args, plan, clock, raw, log, report) -> int:
+    env = {**os.environ, "REGENRT_REAL_CUDA": "1", "PYTHONUNBUFFERED": "1",
+           "REGENRT_GPU_PEER_CACHE": str((args.out / "cache").resolve())}
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])  # also uninstalled
-    # torch.compile peers in reduce-overhead (seconds per shape) unless asked otherwise: max-autotune compiles for
-    # minutes per shape, more than the stage's default limit (REGENRT_PEER_COMPILE=max-autotune --limit peers=540)
+    # torch.compile peers in reduce-overhead (seconds per shape): max-autotune compiles for minutes per shape, more
+    # than this check's deadline allows (REGENRT_PEER_COMPILE=max-autotune with --stages peers-prep,peers)
     env.setdefault("REGENRT_PEER_COMPILE", "reduce-overhead")
     if args.fixtures:
         env["REGENRT_SHARED_FIXTURES"] = str(args.fixtures.resolve())
-    report["stages"], bench = {}, []
-    # every kernel compiled for this GPU first: a kernel that fails to type or lower fails here in seconds, by name
-    cc = report["facts"].get("compute_capability", "9.0")
-    rc, seconds = _run([sys.executable, "tools/cuda_compile_check.py", "--cc", cc], 120, env, log)
-    report["compile_check"] = {"rc": rc, "seconds": seconds, "cc": cc}
-    print(f"[gpu-check] cuda_compile_check for sm_{cc}: rc {rc} in {seconds:.0f} s", flush=True)
-    if rc == 2:
-        print("[gpu-check] missing: NVVM for the installed CUDA (pip install 'numba-cuda[cu12]' or [cu13]); see "
-              f"{log}", file=sys.stderr)
-        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        return 2
-    for name in stages:
-        pytest_args, limit = STAGES[name]
-        limit = limits.get(name, limit)
-        junit, bjson = raw / f"{name}.xml", raw / f"{name}.bench.json"
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-ra", "-q", f"--junitxml={junit}",
-               *pytest_args]
-        if "--benchmark" not in pytest_args and _have("xdist"):
-            cmd += ["-n", "4", "--dist", "loadfile"]  # test files in parallel (each its own GPU context)
-        if "--benchmark" in pytest_args:
-            cmd.append(f"--benchmark-json={bjson}")
-        print(f"[gpu-check] {name} (limit {limit} s)", flush=True)
-        rc, seconds = _run(cmd, limit, env, log)
-        report["stages"][name] = {"rc": rc, "seconds": seconds, "junit": _junit(junit)}
-        bench += _benchmarks(bjson)
-        print(f"[gpu-check] {name}: rc {rc} in {seconds:.0f} s {report['stages'][name]['junit']['counts']}",
-              flush=True)
-        report["benchmarks"], report["derived"], report["goals"] = bench, _derived(bench), _goals(bench)
-        (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        (args.out / "report.md").write_text(_markdown(report))
-    report.setdefault("benchmarks", [])
-    report.setdefault("derived", [])
-    report.setdefault("goals", _goals([]))
-    (args.out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (args.out / "report.md").write_text(_markdown(report))
+    if not args.stand_ins:
+        report["install"] = {} if args.no_install else _install(args.wheels, log, clock)
+        report["facts"] = _facts()
+        if not report["facts"].get("cuda_available"):
+            return _refuse(report, args.out, f"no NVIDIA GPU visible to torch ({report['facts'].get('torch')}, "
+                           f"nvidia-smi: {report['facts'].get('nvidia_smi')}): this check needs one; run it with the "
+                           "Python that holds the CUDA build of torch (REGENRT_PYTHON=...).")
+        missing = _probe()
+        if missing:
+            report["missing"] = missing
+            return _refuse(report, args.out, f"missing: {'; '.join(missing)}")
+        cc = report["facts"].get("compute_capability", "9.0")
+        rc, seconds, how = stages.run([sys.executable, "tools/cuda_compile_check.py", "--cc", cc],
+                                      clock.limit_for(COMPILE_LIMIT), ROOT, env, log)
+        report["compile_check"] = {"rc": rc, "seconds": round(seconds, 1), "cc": cc, "ended": how}
+        print(f"[gpu-check] cuda_compile_check for sm_{cc}: rc {rc} in {seconds:.0f} s", flush=True)
+        if rc == 2:
+            return _refuse(report, args.out, "missing: NVVM for the installed CUDA (pip install 'numba-cuda[cu12]' "
+                           f"or [cu13]); see {log}")
+    else:
+        report["facts"] = {"python": platform.python_version(), "gpu": "stand-ins on a CPU"}
+    report["ort_cuda"] = _ort_cuda()
+    for stage in plan:
+        print(f"[gpu-check] {stage.name} (limit {clock.limit_for(stage.limit):.0f} s of {stage.limit:.0f}, "
+              f"{clock.left():.0f} s left)", flush=True)
+        entry = stages.run_stage(stage, clock, raw, ROOT, env, log)
+        report["stages"][stage.name] = entry
+        report["not_run"].remove(stage.name)
+        if entry["rc"] is None:
+            report["not_run"].append(stage.name)
+            del report["stages"][stage.name]
+        rows = stages.rows(report["stages"])
+        report["rows"], report["derived"] = rows, reporting.derived(rows)
+        report["goals"] = goals.evaluate(rows, report["ort_cuda"])
+        report["elapsed"] = time.monotonic() - clock.start
+        reporting.write(report, args.out)
+        print(f"[gpu-check] {stage.name}: rc {entry['rc']} in {entry['seconds']:.0f} s {entry['counts']}"
+              f"{' INCOMPLETE: ' + entry['incomplete'] if entry['incomplete'] else ''}", flush=True)
+    report.setdefault("goals", goals.evaluate([], report["ort_cuda"]))
+    report["elapsed"] = time.monotonic() - clock.start
+    reporting.write(report, args.out)
     print((args.out / "report.md").read_text())
-    return 0 if all(s["rc"] == 0 for s in report["stages"].values()) else 1
+    complete = not report["not_run"] and all(not s["incomplete"] and s["rc"] == 0 for s in report["stages"].values())
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

@@ -49,6 +49,35 @@ def environment(device: str) -> dict:
     return env
 
 
+def missing_toolchain(device: str) -> str | None:
+    """Why an AOTInductor package for ``device`` cannot be compiled here (None: it can) — checked before any
+    export or compile: a C++ compiler (Inductor's ``cpp.cxx``, ``$CXX``, g++, c++ or clang++), and for CUDA the
+    toolkit torch finds (``CUDA_HOME``, nvcc on PATH or /usr/local/cuda)."""
+    import shutil
+
+    from torch._inductor import config
+
+    configured = config.cpp.cxx[0] if isinstance(config.cpp.cxx, (tuple, list)) else config.cpp.cxx
+    compilers = [c for c in (configured, os.environ.get("CXX"), "g++", "c++", "clang++") if c]
+    if not any(shutil.which(c) for c in compilers):
+        return ("no C++ compiler found (tried " + ", ".join(dict.fromkeys(compilers)) + "): AOTInductor compiles "
+                "the model to C++; install g++ (Debian/Ubuntu: apt-get install g++) or set CXX")
+    if device == "cuda":
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        if CUDA_HOME is None:
+            return ("the CUDA toolkit is not found (no CUDA_HOME, no nvcc on PATH, no /usr/local/cuda): AOTInductor "
+                    f"compiles CUDA code with it; install the toolkit matching torch's CUDA {_torch_cuda()} or set "
+                    "CUDA_HOME")
+    return None
+
+
+def _torch_cuda() -> str:
+    import torch
+
+    return str(torch.version.cuda)
+
+
 def _program(model, dtype):
     """What is exported: float32 NCHW in and out (the pipeline's contract), ``dtype`` inside."""
     import torch

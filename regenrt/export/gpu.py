@@ -69,13 +69,11 @@ def resolve_gpu_engine(choice: str) -> str | None:
     if choice == "auto":
         return "tensorrt" if _have_tensorrt() else "torch"
     if choice == "aoti":
-        from torch.utils.cpp_extension import CUDA_HOME
+        from .aoti import missing_toolchain
 
-        if CUDA_HOME is None:
-            raise MissingDependencyError(
-                "--gpu-engine aoti compiles CUDA code with the CUDA toolkit, which torch cannot find here (no "
-                "CUDA_HOME, no nvcc on PATH, no /usr/local/cuda): install the toolkit matching torch.version.cuda, or "
-                "use --gpu-engine torch.")
+        reason = missing_toolchain("cuda")
+        if reason:
+            raise MissingDependencyError(f"--gpu-engine aoti cannot be built here: {reason}; or use --gpu-engine torch.")
     return choice  # aoti, torch
 
 

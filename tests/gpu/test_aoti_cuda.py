@@ -14,8 +14,16 @@ from regenrt.export.parity import compare
 from regenrt.export.pipeline import export_checkpoint
 from regenrt.runtime import Engine
 
+def _toolchain() -> str | None:
+    from regenrt.export.aoti import missing_toolchain
+
+    return missing_toolchain("cuda") if torch.cuda.is_available() else None
+
+
 pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU visible to torch")]
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU visible to torch"),
+              # checked before the module's export: a missing compiler or toolkit skips in a second, with the reason
+              pytest.mark.skipif(_toolchain() is not None, reason=f"AOTInductor cannot compile here: {_toolchain()}")]
 
 
 @pytest.fixture(scope="module")
