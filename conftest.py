@@ -5,11 +5,19 @@ call runs once) and only each benchmark's smoke cases (a module's ``SMOKE`` dict
 without one, its first parameter combination). ``pytest --benchmark`` runs only ``benchmarks/``, every case,
 timed, and saves the results as JSON under ``.benchmarks/`` (compare runs with ``--benchmark-compare``).
 """
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 BENCH_DIR = Path(__file__).parent / "benchmarks"
+# smp and timm import with torchvision's _meta_registrations stubbed (tests/_site/sitecustomize.py says why): in
+# this process, and through PYTHONPATH in every subprocess the tests start. A test-environment workaround only.
+_SITE = Path(__file__).parent / "tests" / "_site"
+sys.modules.setdefault("torchvision._meta_registrations", __import__("types").ModuleType("_meta_registrations"))
+
+os.environ["PYTHONPATH"] = os.pathsep.join([str(_SITE), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def pytest_addoption(parser):

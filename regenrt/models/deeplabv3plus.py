@@ -116,8 +116,9 @@ def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
     missing = [k for k in needed if k not in sd]
     if len(missing) == 1 and any(k.startswith("decoder.aspp.") for k in sd):  # the rest is a DeepLabV3+
         raise ArchitectureError(f"the keys match DeepLabV3+ (encoder, ASPP decoder) except for the missing key "
-                                f"{missing[0]} (and whatever else that layer holds): the checkpoint was saved "
-                                "incompletely. Re-save the full model.state_dict().")
+                                f"{missing[0]} (and whatever else that layer holds): either the checkpoint was "
+                                "saved incompletely (re-save the full model.state_dict()), or its encoder is not one "
+                                "of regenrt's built-in ResNets (any smp encoder: pip install 'regenrt[smp]').")
     if missing:
         return None
     config = {

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ArchitectureError
+from ..errors import ArchitectureError, MissingDependencyError
 from .registry import Architecture, Detection, all_architectures, resolve_architecture
 
 
@@ -37,31 +37,54 @@ def _candidates(sd: dict[str, torch.Tensor]) -> list[tuple[str | None, dict[str,
     return out
 
 
-def detect_architecture(sd: dict[str, torch.Tensor], arch_name: str | None = None
-                        ) -> tuple[Architecture, Detection, str | None, dict[str, torch.Tensor]]:
-    """Find which registered architecture the keys belong to; explain what was found when none or several fit."""
-    archs = [resolve_architecture(arch_name)[0]] if arch_name else all_architectures()
-    hits = []
+def _hits(sd, archs) -> tuple[list, list[ArchitectureError]]:
+    hits, errors = [], []
     for prefix, candidate in _candidates(sd):
         for arch in archs:
-            detection = arch.detect(candidate)
+            try:
+                detection = arch.detect(candidate)
+            except ArchitectureError as exc:  # recognised, but not loadable as this architecture: say so if
+                errors.append(exc)            # nothing else takes the weights
+                continue
             if detection is not None:
                 hits.append((arch, detection, prefix, candidate))
         if hits:
             break
+    return hits, errors
+
+
+def detect_architecture(sd: dict[str, torch.Tensor], arch_name: str | None = None
+                        ) -> tuple[Architecture, Detection, str | None, dict[str, torch.Tensor]]:
+    """Find which registered architecture the keys belong to: the specific ones first, then the generic matchers
+    (any smp model); explain what was found when none or several fit."""
+    if arch_name:
+        hits, errors = _hits(sd, [resolve_architecture(arch_name)[0]])
+    else:
+        hits, errors = _hits(sd, [a for a in all_architectures() if not a.fallback])
+        if not hits:
+            try:
+                hits, more = _hits(sd, [a for a in all_architectures() if a.fallback])
+            except MissingDependencyError as exc:  # an smp model regenrt would build with smp, not installed
+                if not errors:
+                    raise
+                raise ArchitectureError(f"{errors[0]}\nIf it is another segmentation_models_pytorch model: "
+                                        f"{exc}") from None
+            errors = errors + more  # a built-in's reason names the key it missed: it goes first
     if len(hits) == 1:
         return hits[0]
+    if hits:
+        names = ", ".join(f"{a.name} (prefix {p!r})" for a, _, p, _ in hits)
+        raise ArchitectureError(f"the weights match several architectures: {names}. Pass --arch to choose one.")
+    if errors:
+        raise errors[0]
     sample = ", ".join(sorted(sd)[:6])
-    if not hits:
-        wanted = f"a {arch_name} checkpoint" if arch_name else "any known architecture"
-        known = ", ".join(a.name for a in all_architectures())
-        raise ArchitectureError(
-            f"the weights do not look like {wanted} (supported: {known}); first keys: {sample} … "
-            "If this is a supported model saved with extra key prefixes, pass --state-key or re-save the "
-            "bare model.state_dict()."
-        )
-    names = ", ".join(f"{a.name} (prefix {p!r})" for a, _, p, _ in hits)
-    raise ArchitectureError(f"the weights match several architectures: {names}. Pass --arch to choose one.")
+    wanted = f"a {arch_name} checkpoint" if arch_name else "any architecture regenrt builds"
+    known = ", ".join(a.name for a in all_architectures())
+    raise ArchitectureError(
+        f"the weights ({len(sd)} tensors; first keys: {sample} …) do not look like {wanted} (it builds: {known}). "
+        "For any other network, export it yourself and give export-engine the file: "
+        "torch.export.save(torch.export.export(model.eval(), (x,)), 'model.pt2') or "
+        "torch.onnx.export(model.eval(), (x,), 'model.onnx'), then export-engine model.pt2 --task TASK.")
 
 
 def _shape_report(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
@@ -77,6 +100,20 @@ def _shape_report(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
             title = title[:-1] if len(items) == 1 else title  # "1 missing key"
             parts.append(f"{len(items)} {title}: " + "; ".join(items[:10]) + more)
     return "\n  ".join(parts)
+
+
+def _generic_fallback(sd, arch: Architecture, arch_name: str | None) -> LoadedModel | None:
+    """The weights a specific architecture recognised but cannot load, built by a generic matcher instead (an smp
+    DeepLabV3+ with a ResNeXt encoder: the built-in ResNet DeepLabV3+ takes its keys, not its grouped convs)."""
+    if arch_name or arch.fallback:
+        return None
+    for generic in (a for a in all_architectures() if a.fallback):
+        try:
+            if generic.detect(sd) is not None:
+                return build_from_state_dict(sd, generic.name)
+        except (ArchitectureError, MissingDependencyError):
+            continue
+    return None
 
 
 def build_from_state_dict(sd: dict[str, torch.Tensor], arch_name: str | None = None,
@@ -98,13 +135,16 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], arch_name: str | None = N
         raise ArchitectureError(f"cannot build {arch.name} with {config}: {exc}") from None
     problems = _shape_report(model, sd)
     if problems:
+        generic = _generic_fallback(sd, arch, arch_name)
+        if generic is not None:
+            return generic
         detected = ", ".join(f"{k}={v}" for k, v in detection.config.items())
         raise ArchitectureError(
-            f"the checkpoint's keys match {arch.name} ({detected}; overrides {overrides or 'none'}) except:\n  "
-            f"{problems}\nA missing key means the checkpoint was saved incompletely (re-save the full "
-            "model.state_dict()); a shape conflict, a different variant of the architecture (see --arch and the "
-            "architecture flags in --help)."
-        )
+            f"the checkpoint's keys match regenrt's built-in {arch.name} ({detected}; overrides "
+            f"{overrides or 'none'}) except:\n  {problems}\nIf the model is that architecture with "
+            "other options, give them (--arch and the architecture flags, --set KEY=VALUE: see --help). Otherwise "
+            "export it yourself: torch.export.save(torch.export.export(model.eval(), (x,)), 'model.pt2'), then "
+            "export-engine model.pt2 --task TASK.")
     model.load_state_dict(sd, strict=True)
     model.eval()
     return LoadedModel(model, arch, config, assumed, prefix)

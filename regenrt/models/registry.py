@@ -46,6 +46,9 @@ class Architecture:
     patch_state_dict: Callable[[dict[str, torch.Tensor], dict[str, Any]], dict[str, torch.Tensor]] | None = None
     # Generic option names (as the CLI flags use them) -> this architecture's own names.
     option_aliases: dict[str, str] = field(default_factory=dict)
+    # A generic matcher (e.g. any smp model, found by instantiating smp): tried only when no specific
+    # architecture recognises the weights, or when the one that did cannot load them.
+    fallback: bool = False
 
     def canonical_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {self.option_aliases.get(k, k): v for k, v in options.items()}

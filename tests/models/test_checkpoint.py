@@ -141,8 +141,9 @@ def test_mismatch_lists_missing_unexpected_and_shapes(unet):
 def test_wrong_architecture_named(unet):
     with pytest.raises(ArchitectureError, match="do not look like a deeplabv3plus checkpoint"):
         build_from_state_dict(unet.state_dict(), "deeplabv3plus")
-    with pytest.raises(ArchitectureError, match="supported: deeplabv3plus, pix2pix_unet"):
+    with pytest.raises(ArchitectureError, match="it builds: deeplabv3plus, pix2pix_unet") as err:
         build_from_state_dict({"fc.weight": torch.zeros(2, 2)})
+    assert "torch.export.save" in str(err.value) and "re-save" not in str(err.value)  # a way forward, no blame
 
 
 def test_unknown_resnet_depth_explained():
@@ -227,6 +228,6 @@ def test_a_missing_key_is_named_with_the_architecture_the_rest_matched(case):
     with pytest.raises(ArchitectureError) as err:
         build_from_state_dict(_without(sd, *drop))
     message = str(err.value)
-    assert f"match {arch}" in message, message
+    assert f"match {arch}" in message or f"built-in {arch}" in message, message
     assert all(k in message for k in drop[:10]), message
     assert "cannot tell the norm" not in message and "any known architecture" not in message
