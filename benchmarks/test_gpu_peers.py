@@ -23,6 +23,7 @@ Only under ``pytest --benchmark`` on a machine with an NVIDIA GPU; skipped with 
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import numpy as np
@@ -131,7 +132,8 @@ def _ours(impl: str, key: str, model, directory, x_host: np.ndarray):
     from regenrt.runtime.backends.pytorch import TorchRunner
 
     if impl == "regenrt-aoti" and not (directory / "model.aoti.pt2").exists():
-        pytest.skip(f"the AOTInductor package could not be built here: {(directory / 'aoti-error.txt').read_text()}")
+        why = directory / "aoti-error.txt"
+        pytest.skip(f"the AOTInductor package could not be built here: {why.read_text() if why.exists() else '?'}")
     if impl == "regenrt-torch":
         runner = TorchRunner(directory / "model.torch.pt", "cuda")
         first = runner.infer(x_host)  # buffers, warm-up, graph capture for this shape
@@ -155,60 +157,105 @@ def _ours(impl: str, key: str, model, directory, x_host: np.ndarray):
 
 @pytest.fixture(scope="session")
 def gpu_exports(tmp_path_factory):
-    """model key -> directory with model.onnx, model.fp16.onnx, model.torch.pt (one export) and model.aoti.pt2
-    (compiled once beside it: every batch up to 32, and for DeepLabV3+ every size up to 512). Under
-    ``REGENRT_GPU_PEER_CACHE`` (set by gpu-check) the directories persist: the ``peers-prep`` stage builds them
-    outside the timed stage, and a rerun after a killed run reuses what was complete (``complete.json``)."""
-    cache = {}
+    """(model key, with_aoti) -> directory with model.onnx, model.fp16.onnx, model.torch.pt (one export) and, with
+    ``with_aoti``, model.aoti.pt2 (compiled once beside it: every batch up to 32, and for DeepLabV3+ every size up
+    to 512) or aoti-error.txt saying why not. Under ``REGENRT_GPU_PEER_CACHE`` (set by gpu-check) the directories
+    persist: the ``peers-prep`` stage builds them outside the timed stage (both exports before either package), and
+    a rerun reuses each part whose marker matches this machine and code (``export.json``, ``aoti.json``). A build
+    that failed is remembered for the session: the next rows of that model skip with its reason."""
+    cache: dict = {}
     root = os.environ.get("REGENRT_GPU_PEER_CACHE")
 
-    def get(key):
-        if key not in cache:
-            from pathlib import Path
+    def get(key, with_aoti: bool = True):
+        from pathlib import Path
 
-            directory = Path(root) / f"gpu-{key}" if root else tmp_path_factory.mktemp(f"gpu-{key}")
-            if not (directory / "complete.json").exists():
-                _build(key, directory)
-            cache[key] = directory / "torch"
-        return cache[key]
+        directory = Path(root) / f"gpu-{key}" if root else cache.setdefault(("dir", key),
+                                                                            tmp_path_factory.mktemp(f"gpu-{key}"))
+        for part, wanted in (("export", True), ("aoti", with_aoti)):
+            if not wanted:
+                continue
+            if (key, part) not in cache:
+                try:
+                    if _marker(directory, part) != _fingerprint(key):
+                        (_export if part == "export" else _package)(key, directory)
+                        (directory / f"{part}.json").write_text(json.dumps(_fingerprint(key)))
+                    cache[(key, part)] = None
+                except Exception as exc:  # noqa: BLE001 - remembered: later rows skip with the reason
+                    cache[(key, part)] = f"{type(exc).__name__}: {exc}"
+            if cache[(key, part)] and part == "export":
+                pytest.skip(f"the {key} export failed earlier in this session: {cache[(key, part)]}")
+        return directory / "torch"
 
     return get
 
 
-def _build(key: str, directory) -> None:
-    import json
+def _fingerprint(key: str) -> dict:
+    import regenrt
+
+    return {"model": key, "torch": torch.__version__, "regenrt": regenrt.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "code": _code_digest()}
+
+
+def _code_digest() -> str:
+    """The regenrt sources the artefacts come from (a rerun after a code change builds them anew)."""
+    import hashlib
+    from pathlib import Path
+
+    import regenrt
+
+    digest = hashlib.sha1()
+    for path in sorted(Path(regenrt.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _marker(directory, part: str):
+    try:
+        return json.loads((directory / f"{part}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _export(key: str, directory) -> None:
     import shutil
 
-    from regenrt.export.aoti import missing_toolchain
     from regenrt.export.gpu import GpuOptions
     from regenrt.export.pipeline import export_checkpoint
 
     spec = MODELS[key]
-    shutil.rmtree(directory, ignore_errors=True)  # an incomplete earlier build is never reused
+    shutil.rmtree(directory, ignore_errors=True)  # an incomplete or stale earlier build is never reused
     directory.mkdir(parents=True)
     torch.save(spec.build().state_dict(), directory / "ckpt.pt")
     overrides = {k: v for k, v in spec.config.items() if k == "encoder"}
-    common = dict(arch=spec.arch, overrides=overrides or None, task=spec.task, parity_samples=1,
-                  calibration_samples=2, int8="off", cpu_engine="onnxruntime")  # CPU side kept short
-    out = directory / "torch"
-    export_checkpoint(directory / "ckpt.pt", out, gpu=GpuOptions("torch", max_batch=32), **common)
-    reason = missing_toolchain("cuda")  # checked before compiling: only the regenrt-aoti rows skip
+    export_checkpoint(directory / "ckpt.pt", directory / "torch", arch=spec.arch, overrides=overrides or None,
+                      task=spec.task, parity_samples=1, calibration_samples=2, int8="off",
+                      cpu_engine="onnxruntime", gpu=GpuOptions("torch", max_batch=32))  # CPU side kept short
+
+
+def _package(key: str, directory) -> None:
+    """The AOTInductor package beside the export; why not, in aoti-error.txt (only the regenrt-aoti rows skip)."""
+    from regenrt.export.aoti import missing_toolchain
+
+    spec, out = MODELS[key], directory / "torch"
+    (out / "aoti-error.txt").unlink(missing_ok=True)
+    (out / "model.aoti.pt2").unlink(missing_ok=True)
+    reason = missing_toolchain("cuda")  # checked before compiling
     if reason:
         (out / "aoti-error.txt").write_text(reason)
-    else:
-        try:  # the package beside it, compiled once (dynamic batch, and H/W for DeepLabV3+)
-            from regenrt.export.aoti import build_package, record_verdict
-            from regenrt.runtime.engine import read_metadata
+        return
+    try:  # compiled once: dynamic batch, and H/W for DeepLabV3+
+        from regenrt.export.aoti import build_package, record_verdict
+        from regenrt.runtime.engine import read_metadata
 
-            meta = {k: v for k, v in read_metadata(out / "model.onnx").items() if k != "precision"}
-            build_package(spec.build(), out / "model.aoti.pt2", device="cuda", dtype="fp16",
-                          shape=(1, spec.inputs(1, 256).shape[1], 256, 256), dynamic_hw=spec.fixed_hw is None,
-                          multiple=16 if spec.fixed_hw is None else 256, max_batch=32, metadata=meta,
-                          rebuild="benchmarks/test_gpu_peers.py")
-            record_verdict(out / "model.aoti.pt2", [], True)  # judged by each row's PSNR below
-        except Exception as exc:  # noqa: BLE001 - only the regenrt-aoti rows skip
-            (out / "aoti-error.txt").write_text(f"{type(exc).__name__}: {exc}")
-    (directory / "complete.json").write_text(json.dumps({"model": key, "aoti": not (out / "aoti-error.txt").exists()}))
+        meta = {k: v for k, v in read_metadata(out / "model.onnx").items() if k != "precision"}
+        build_package(spec.build(), out / "model.aoti.pt2", device="cuda", dtype="fp16",
+                      shape=(1, spec.inputs(1, 256).shape[1], 256, 256), dynamic_hw=spec.fixed_hw is None,
+                      multiple=16 if spec.fixed_hw is None else 256, max_batch=32, metadata=meta,
+                      rebuild="benchmarks/test_gpu_peers.py")
+        record_verdict(out / "model.aoti.pt2", [], True)  # judged by each row's PSNR below
+    except Exception as exc:  # noqa: BLE001 - only the regenrt-aoti rows skip
+        (out / "aoti-error.txt").write_text(f"{type(exc).__name__}: {exc}")
 
 
 def _needs_gpu_benchmark(request) -> None:
@@ -218,12 +265,15 @@ def _needs_gpu_benchmark(request) -> None:
         pytest.skip("no NVIDIA GPU visible to torch on this machine")
 
 
-@pytest.mark.parametrize("model", list(CASES))
-def test_prepare_peer_artefacts(request, gpu_exports, model):
-    """The exports and packages the peer rows time, built before them (gpu-check's ``peers-prep`` stage)."""
+@pytest.mark.parametrize("part,model", [(part, model) for part in ("export", "aoti") for model in CASES])
+def test_prepare_peer_artefacts(request, gpu_exports, part, model):
+    """What the peer rows time, built before them (gpu-check's ``peers-prep`` stage): both exports first, then the
+    AOTInductor packages (a stage cut short still leaves every export)."""
     _needs_gpu_benchmark(request)
-    directory = gpu_exports(CASES[model])
+    directory = gpu_exports(CASES[model], with_aoti=part == "aoti")
     assert (directory / "model.torch.pt").exists() and (directory / "model.fp16.onnx").exists()
+    if part == "aoti":
+        assert (directory / "model.aoti.pt2").exists() or (directory / "aoti-error.txt").exists()
 
 
 # the order of value: batch 8 at 256² (the goals) first, regenrt's rows, then the peers the goal is most likely
@@ -249,7 +299,7 @@ def test_gpu_peer(benchmark, request, gpu_exports, impl, model, batch, size):
     with torch.no_grad():
         reference = torch_model(torch.from_numpy(x_host)).numpy()
     macs = count_macs(torch_model, torch.from_numpy(x_host[:1])) * batch
-    directory = gpu_exports(key)
+    directory = gpu_exports(key, with_aoti=impl == "regenrt-aoti")
     if impl in OURS:
         run, result, info = _ours(impl, key, torch_model, directory, x_host)
     elif impl == "ort-cuda-fp16":

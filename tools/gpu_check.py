@@ -203,6 +203,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stand-ins", type=Path, help="JSON {stage: [pytest args]}: test the check itself on a CPU "
                         "(no GPU, install or compile check)")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the stages run in the checkout: their live files must land where this reads
     clock = stages.Clock(args.deadline)
     plan = _plan(args, parser)
     raw = args.out / "raw"
@@ -218,6 +219,13 @@ def main(argv=None) -> int:
         return _check(args, plan, clock, raw, log, report)
     except (_Stopped, KeyboardInterrupt) as exc:
         report["stopped"] = str(exc) or "interrupted"
+        running = report.pop("running", None)
+        if running:  # the stage this stop cut short keeps the tests it finished
+            report["stages"][running] = stages.stopped_stage(raw / f"{running}.jsonl", report["stopped"])
+            report["not_run"].remove(running)
+            rows = stages.rows(report["stages"])
+            report["rows"], report["derived"] = rows, reporting.derived(rows)
+            report["goals"] = goals.evaluate(rows, report.get("ort_cuda"))
         return 1
     finally:
         report["elapsed"] = time.monotonic() - clock.start
@@ -259,7 +267,9 @@ def _check(args, plan, clock, raw, log, report) -> int:
     for stage in plan:
         print(f"[gpu-check] {stage.name} (limit {clock.limit_for(stage.limit):.0f} s of {stage.limit:.0f}, "
               f"{clock.left():.0f} s left)", flush=True)
+        report["running"] = stage.name
         entry = stages.run_stage(stage, clock, raw, ROOT, env, log)
+        del report["running"]
         report["stages"][stage.name] = entry
         report["not_run"].remove(stage.name)
         if entry["rc"] is None:

@@ -51,25 +51,30 @@ def environment(device: str) -> dict:
 
 def missing_toolchain(device: str) -> str | None:
     """Why an AOTInductor package for ``device`` cannot be compiled here (None: it can) — checked before any
-    export or compile: a C++ compiler (Inductor's ``cpp.cxx``, ``$CXX``, g++, c++ or clang++), and for CUDA the
-    toolkit torch finds (``CUDA_HOME``, nvcc on PATH or /usr/local/cuda)."""
-    import shutil
+    export or compile: the C++ compiler Inductor will use (``torch._inductor.cpp_builder.get_cpp_compiler``), and
+    for CUDA the toolkit torch finds (``CUDA_HOME``, nvcc on PATH or /usr/local/cuda) with its headers."""
+    try:  # the compiler Inductor itself will use (its cpp.cxx setting, $CXX): nothing else is tried later
+        from torch._inductor.cpp_builder import get_cpp_compiler
 
-    from torch._inductor import config
-
-    configured = config.cpp.cxx[0] if isinstance(config.cpp.cxx, (tuple, list)) else config.cpp.cxx
-    compilers = [c for c in (configured, os.environ.get("CXX"), "g++", "c++", "clang++") if c]
-    if not any(shutil.which(c) for c in compilers):
-        return ("no C++ compiler found (tried " + ", ".join(dict.fromkeys(compilers)) + "): AOTInductor compiles "
-                "the model to C++; install g++ (Debian/Ubuntu: apt-get install g++) or set CXX")
+        get_cpp_compiler()
+    except Exception as exc:  # noqa: BLE001 - InvalidCxxCompiler, or an Inductor without cpp_builder
+        return (f"no C++ compiler Inductor can use ({_short(exc)}): AOTInductor compiles the model to C++; install "
+                "g++ (Debian/Ubuntu: apt-get install g++) or set CXX")
     if device == "cuda":
         from torch.utils.cpp_extension import CUDA_HOME
 
+        if CUDA_HOME is not None and not (Path(CUDA_HOME) / "include" / "cuda_runtime_api.h").exists():
+            return (f"the CUDA toolkit at {CUDA_HOME} has no headers (include/cuda_runtime_api.h): AOTInductor "
+                    "compiles CUDA code with them; install the full toolkit (nvcc and headers) or set CUDA_HOME")
         if CUDA_HOME is None:
             return ("the CUDA toolkit is not found (no CUDA_HOME, no nvcc on PATH, no /usr/local/cuda): AOTInductor "
                     f"compiles CUDA code with it; install the toolkit matching torch's CUDA {_torch_cuda()} or set "
                     "CUDA_HOME")
     return None
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _torch_cuda() -> str:

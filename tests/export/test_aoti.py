@@ -109,3 +109,22 @@ def test_sizes_outside_the_compiled_range_are_refused_and_large_batches_split(ex
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     assert got.shape == (6, 3, 128, 128) and np.abs(got - want).max() / (want.max() - want.min()) < 1e-4
+
+
+def test_a_missing_compiler_or_toolkit_is_said_before_any_work(monkeypatch, tmp_path):
+    """missing_toolchain: the compiler Inductor would use (CXX pointing at nothing: named), and for CUDA the
+    toolkit (no CUDA_HOME here: named) — so that --gpu-engine aoti and the GPU tests refuse or skip in a second."""
+    from regenrt.export.aoti import missing_toolchain
+
+    assert missing_toolchain("cpu") is None  # this machine has g++
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch({"cpp.cxx": (str(tmp_path / "no-such-compiler"),)}):
+        reason = missing_toolchain("cpu")
+    assert reason and "no C++ compiler" in reason and "g++" in reason
+    import torch.utils.cpp_extension as ext
+
+    monkeypatch.setattr(ext, "CUDA_HOME", None)
+    assert "CUDA toolkit is not found" in missing_toolchain("cuda")
+    monkeypatch.setattr(ext, "CUDA_HOME", str(tmp_path))
+    assert "has no headers" in missing_toolchain("cuda")

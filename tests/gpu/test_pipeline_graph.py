@@ -20,8 +20,8 @@ from ..runtime.helpers import read_png, save_png
 
 BATCH, BATCHES = 2, 4  # 4 full batches of one shape: the graph is captured on the 2nd and replayed on the 3rd, 4th
 TASKS = {  # task -> (architecture, its configuration, input size, the files each item writes)
-    "phase-recovery": ("deeplabv3plus_r18", {"in_channels": 1, "classes": 1}, 128, (".npy",)),
-    "segmentation": ("deeplabv3plus_r18", {"in_channels": 3, "classes": 4}, 128, ("_label.png",)),
+    "phase-recovery": ("deeplabv3plus_r18", {"in_channels": 1, "classes": 1}, 128, (".npy", ".png")),
+    "segmentation": ("deeplabv3plus_r18", {"in_channels": 3, "classes": 4}, 128, ("_label.png", "_overlay.png")),
     "inpainting": ("unet_128", {"ngf": 16}, 128, (".png",)),
 }
 

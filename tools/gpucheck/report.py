@@ -71,8 +71,10 @@ def markdown(report: dict) -> str:
             if t["outcome"] != "passed" or name == "tests":
                 out.append(f"- {t['outcome']} {nodeid} ({t['seconds']:.1f} s) {t.get('detail', '')[:200]}")
         out.append("")
+    why = ("the check was refused: " + report["refused"] if report.get("refused") else
+           f"the check was stopped ({report['stopped']})" if report.get("stopped") else "the deadline was reached first")
     for name in report.get("not_run", []):
-        out.append(f"## {name}: not run (the deadline was reached first)")
+        out.append(f"## {name}: not run ({why})")
     out += ["## Derived (passed rows)", *[f"- {line}" for line in report.get("derived", [])], ""]
     return "\n".join(out) + "\n"
 

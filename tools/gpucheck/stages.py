@@ -111,13 +111,26 @@ def run_stage(stage: Stage, clock: Clock, raw: Path, cwd: Path, env: dict, log: 
         incomplete = f"stopped at its limit of {limit:.0f} s ({how})"
     elif not found["ended"]:
         incomplete = f"pytest exited with status {rc} before it finished (see the log)"
+    counts = _counts(found)
+    return {"rc": rc, "seconds": seconds, "limit": limit, "ended": how, "incomplete": incomplete,
+            "tests": found["tests"], "interrupted": found["interrupted"], "counts": counts,
+            "bad_lines": found["bad_lines"]}
+
+
+def _counts(found: dict) -> dict:
     counts: dict = {}
     for record in found["tests"].values():
         counts[record["outcome"]] = counts.get(record["outcome"], 0) + 1
     if found["interrupted"]:
         counts["interrupted"] = len(found["interrupted"])
-    return {"rc": rc, "seconds": seconds, "limit": limit, "ended": how, "incomplete": incomplete,
-            "tests": found["tests"], "interrupted": found["interrupted"], "counts": counts,
+    return counts
+
+
+def stopped_stage(results: Path, why: str) -> dict:
+    """The entry of a stage the whole check was stopped in (SIGTERM, Ctrl-C): what its live file holds."""
+    found = live.read(results)
+    return {"rc": None, "seconds": 0.0, "limit": 0.0, "ended": "stopped", "incomplete": f"the check was stopped "
+            f"({why})", "tests": found["tests"], "interrupted": found["interrupted"], "counts": _counts(found),
             "bad_lines": found["bad_lines"]}
 
 
