@@ -123,9 +123,11 @@ def open_for_gate(kind: str, path: Path):
     return TensorRTRunner(path, allow_unverified=True)
 
 
-def no_gpu_engine(choice: str, rebuild: str) -> dict:
+def no_gpu_engine(choice: str, rebuild: str, from_weights: bool = True) -> dict:
     """What engine.json says about the GPU engine of an export that built none: why, and the command that builds
-    it on the GPU machine (engines are compiled for one GPU, so they are built there, never shipped)."""
+    it on the GPU machine (engines are compiled for one GPU, so they are built there, never shipped). The command
+    names the default GPU engine (auto: TensorRT where installed, else the torch-CUDA FP16 artefact with CUDA
+    graphs); a model given as a program (.pt2, .onnx) gets TensorRT only."""
     import shlex
 
     if choice == "none":
@@ -135,8 +137,12 @@ def no_gpu_engine(choice: str, rebuild: str) -> dict:
     parts = shlex.split(rebuild)
     if "--gpu-engine" in parts:
         del parts[parts.index("--gpu-engine"):parts.index("--gpu-engine") + 2]
-    how = ("on the NVIDIA GPU machine: " + shlex.join(parts + ["--gpu-engine", "aoti"])
-           + " (AOTInductor FP16; tensorrt where TensorRT is installed, torch for the torch-CUDA artefact)")
+    if from_weights:
+        how = ("on the NVIDIA GPU machine: " + shlex.join(parts) + " (TensorRT FP16 where TensorRT is installed, "
+               "else the torch-CUDA FP16 artefact with CUDA graphs)")
+    else:
+        how = ("on an NVIDIA GPU machine with TensorRT: " + shlex.join(parts + ["--gpu-engine", "tensorrt"])
+               + " (built from the FP16 ONNX graph)")
     return {"built": False, "reason": reason, "how": how}
 
 

@@ -26,6 +26,7 @@ import torch
 from .. import __version__
 from ..errors import ArchitectureError, InputError, MissingPathError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
+from ..models.program import is_program, load_program
 from ..models.modes import MODES, with_mode
 from ..runtime.engine import artefact_files
 from ..tasks import get_task, load_sample
@@ -206,9 +207,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
         raise InputError(f"run_batch must be a positive batch size, got {run_batch}.")
     steps = _Steps(6 + bool(gpu_kind), log)
     steps(f"loading {checkpoint}")
-    ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key,
-                           accept_unsafe_torch=accept_unsafe_torch)
-    loaded = _build(ckpt, arch, overrides)
+    if is_program(checkpoint):
+        ckpt, loaded, gpu_kind = _load_program(checkpoint, arch, overrides, task, input_shape, mode, trust_pickle,
+                                               cpu_aoti, gpu, gpu_kind, log)
+    else:
+        ckpt = load_checkpoint(checkpoint, trust_pickle=trust_pickle, state_key=state_key,
+                               accept_unsafe_torch=accept_unsafe_torch)
+        loaded = _build(ckpt, arch, overrides)
     ckpt.state_dict = {}  # the model holds its own copy of the weights: one copy less for the whole export
     config = loaded.config
     task_name = task or loaded.arch.default_task(config)
@@ -225,7 +230,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     else:
         shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
     _check_shape(shape, in_contract["channels"], multiple, None, "--input-shape")
-    model = with_mode(loaded.model, mode)
+    model = loaded.model if loaded.fixed_mode else with_mode(loaded.model, mode)
     if log:
         assumed = "".join(f"\n      assumed {k}: {v}" for k, v in loaded.assumed.items())
         log(f"      {loaded.arch.name} {config} task={task_name} mode={mode}{assumed}")
@@ -299,6 +304,28 @@ def _have_openvino() -> bool:
     return True
 
 
+def _load_program(path, arch, overrides, task, input_shape, mode, trust_pickle, cpu_aoti, gpu, gpu_kind, log):
+    """A torch.export program or an ONNX file as the model (regenrt.models.program): what applies to weights
+    only is refused by name; a GPU engine is built from the FP16 ONNX graph (TensorRT) or not at all."""
+    for given, flag in ((arch, "--arch"), (mode != "eval", "--mode"), (cpu_aoti, "--cpu-aoti")):
+        if given:
+            raise InputError(f"{flag} applies to checkpoints (regenrt rebuilds those from weights); a "
+                             f"{Path(path).suffix} model is exported as it is: leave {flag} out.")
+    shape = None
+    if input_shape is not None:
+        shape = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    ckpt, loaded = load_program(path, task=task, trust_pickle=trust_pickle, input_shape=shape, overrides=overrides)
+    if gpu_kind in ("torch", "aoti"):
+        if gpu.engine != "auto":
+            raise InputError(f"--gpu-engine {gpu.engine} builds from the PyTorch model's weights; a "
+                             f"{Path(path).suffix} model gets a TensorRT engine (--gpu-engine tensorrt) or none.")
+        if log:
+            log("      GPU engine: none for a program (the torch-CUDA artefact is built from weights); TensorRT "
+                "builds one from the FP16 graph where installed")
+        gpu_kind = None
+    return ckpt, loaded, gpu_kind
+
+
 def _build(ckpt, arch: str | None, overrides: dict | None):
     """The model: from the weights, with an smp config.json's options (the caller's flags win); a config and
     weights that disagree name both files."""
@@ -351,10 +378,13 @@ def _base_metadata(p: _Plan) -> dict:
 def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResult:
     model, task_obj, config, shape, seed = p.model, p.task, p.loaded.config, p.shape, p.seed
     base = _base_metadata(p)
-    steps(f"exporting FP32 ONNX (opset {OPSET}, {p.exporter} exporter)")
+    source = {"onnx": "the given ONNX graph as the FP32 artefact (input/output renamed, checked)",
+              "torch.export": f"exporting the program to FP32 ONNX (opset {OPSET}, dynamo exporter)"}
+    steps(source.get(p.loaded.arch.name, f"exporting FP32 ONNX (opset {OPSET}, {p.exporter} exporter)"))
     fp32_path = work / ARTEFACT_NAMES["fp32"]
-    graph = export_onnx(model, fp32_path, example=torch.zeros(shape), dynamic_hw=p.dynamic_hw,
-                        spatial_multiple=p.multiple, exporter=p.exporter)
+    graph = (p.loaded.onnx_export or export_onnx)(model, fp32_path, example=torch.zeros(shape),
+                                                  dynamic_hw=p.dynamic_hw, spatial_multiple=p.multiple,
+                                                  exporter=p.exporter)
     every_case = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
     cases = _gate_cases(every_case)
     with torch.no_grad():
@@ -423,7 +453,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     if p.gpu_kind and passing_gpu:
         engine = gpu_record(passing_gpu, cases[1][1], engine, steps.log)
     elif not p.gpu_kind and engine:  # (nothing verified: no engine, no record)
-        engine["gpu_engine"] = no_gpu_engine(p.gpu.engine, p.rebuild)
+        engine["gpu_engine"] = no_gpu_engine(p.gpu.engine, p.rebuild, from_weights=not p.loaded.fixed_mode)
         if steps.log:
             steps.log(f"      GPU engine: {engine['gpu_engine']['reason']}; {engine['gpu_engine']['how']}")
 

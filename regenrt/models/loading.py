@@ -9,7 +9,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -25,6 +25,10 @@ class LoadedModel:
     config: dict[str, Any]
     assumed: dict[str, str] = field(default_factory=dict)
     stripped_prefix: str | None = None
+    # a model that came as a program (.pt2, .onnx): how its FP32 ONNX graph is made (None: export ``model``), and
+    # that its mode is fixed (eval as exported: no batch-statistics variant, no rebuild from weights)
+    onnx_export: Callable[..., Any] | None = None
+    fixed_mode: bool = False
 
 
 def _candidates(sd: dict[str, torch.Tensor]) -> list[tuple[str | None, dict[str, torch.Tensor]]]:

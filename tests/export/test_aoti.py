@@ -90,7 +90,8 @@ def test_an_export_without_a_gpu_says_how_the_gpu_engine_is_built(exported):
     record = json.loads((root / "e" / "engine.json").read_text())
     gpu = record["gpu_engine"]
     assert gpu["built"] is False and "no NVIDIA GPU" in gpu["reason"]
-    assert "--gpu-engine aoti" in gpu["how"] and "export-engine" in gpu["how"]
+    # the default GPU engine (what has run on a GPU), not the opt-in AOTInductor package
+    assert "--gpu-engine aoti" not in gpu["how"] and "export-engine" in gpu["how"] and "torch-CUDA" in gpu["how"]
     assert any("GPU engine: none built here" in line for line in lines)
 
 
