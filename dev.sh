@@ -23,6 +23,11 @@ setup() {
   "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "${REGENRT_TORCH_SPEC:-torch==2.13.0}"
   # setuptools prints an informational "Editable installation" notice for every -e install: silence that one only
   PYTHONWARNINGS="ignore:Editable installation" "$py" -m pip install -q -e ".[test]"
+  # smp and timm for the tests of smp checkpoints (regenrt[smp]): their torchvision dependency comes from PyPI, whose
+  # compiled ops do not match the CPU build of torch, so it is installed without its dependencies and the tests stub
+  # its meta registrations (conftest.py); huggingface_hub with its own
+  "$py" -m pip install -q --no-deps torchvision==0.28.0 segmentation-models-pytorch==0.6.0 timm==1.0.31
+  "$py" -m pip install -q huggingface_hub
   touch "$stamp"
 }
 

@@ -26,9 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(allow_abbrev=False, 
         prog="export-engine",
-        description="Export a PyTorch checkpoint (DeepLabV3+ from segmentation_models_pytorch, Pix2Pix U-Net from "
-                    "the pix2pix reference repo) to ONNX FP32 and FP16 graphs, each parity-checked against the "
-                    "PyTorch model; an artefact that drifts is not published. Writes model.onnx, model.fp16.onnx "
+        description="Export a PyTorch model to ONNX FP32 and FP16 graphs, each parity-checked against the "
+                    "PyTorch model; an artefact that drifts is not published. The model: a checkpoint whose "
+                    "architecture is detected from its weights (any segmentation_models_pytorch model — every "
+                    "architecture and encoder, built with smp itself where it is installed, regenrt[smp]; "
+                    "DeepLabV3+ and Unet with ResNet encoders and torchvision's FCN/DeepLabV3 without it; the "
+                    "pix2pix repo's U-Net and ResNet generators), or any network as a torch.export program (.pt2) "
+                    "or an ONNX file (give --task). Writes model.onnx, model.fp16.onnx "
                     "and parity.json into the output directory; "
                     "then the fastest verified CPU engine (OpenVINO IR when installed) and, on an NVIDIA GPU, a "
                     "TensorRT (or torch-CUDA) FP16 engine; engine.json records which one `run-infer --engine DIR` "
@@ -36,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", nargs="?", help=".pt/.pth/.ckpt (loaded with weights_only) or .safetensors")
+    parser.add_argument("checkpoint", nargs="?",
+                        help=".pt/.pth/.ckpt (loaded with weights_only), .safetensors, an smp save_pretrained folder, "
+                             "a torch.export program (.pt2) or an ONNX file (.onnx)")
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output directory (default: ./<checkpoint stem>_engine; demo: ./regenrt-demo)")
     parser.add_argument("--demo", nargs="?", const="phase-recovery", choices=["phase-recovery", "inpainting",
@@ -45,11 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model (detected from the checkpoint; flags override)")
     model.add_argument("--arch", help=f"architecture or alias: {', '.join(list_architectures())}")
     model.add_argument("--task", choices=list_tasks(),
-                       help="task (default from the architecture: classes > 1 -> segmentation, 1 -> phase-recovery)")
+                       help="task (default from the architecture: classes > 1 -> segmentation, 1 -> phase-recovery; "
+                            "pix2pix generators -> inpainting); a .pt2 or .onnx model needs it unless it stores it")
     for flag, (_, kind, text) in ARCH_FLAGS.items():
         model.add_argument(flag, type=kind, help=text)
     model.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other architecture option, e.g. atrous_rates=6,12,18 (repeatable)")
+                       help="any other architecture option, e.g. atrous_rates=6,12,18, for an smp model any "
+                            "constructor argument (encoder_output_stride=8), for an ONNX file spatial_multiple=N "
+                            "(repeatable)")
     model.add_argument("--mode", choices=["eval", "batch-stats"], default="eval",
                        help="eval: running statistics (default); batch-stats: BatchNorm uses the batch's statistics "
                             "as the pix2pix test script does without --eval (recorded in the artefact)")

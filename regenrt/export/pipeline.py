@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..errors import ArchitectureError, InputError, MissingPathError, ParityError
+from ..errors import ArchitectureError, ExportError, InputError, MissingPathError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.program import is_program, load_program
 from ..models.modes import MODES, with_mode
@@ -382,9 +382,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
               "torch.export": f"exporting the program to FP32 ONNX (opset {OPSET}, dynamo exporter)"}
     steps(source.get(p.loaded.arch.name, f"exporting FP32 ONNX (opset {OPSET}, {p.exporter} exporter)"))
     fp32_path = work / ARTEFACT_NAMES["fp32"]
-    graph = (p.loaded.onnx_export or export_onnx)(model, fp32_path, example=torch.zeros(shape),
-                                                  dynamic_hw=p.dynamic_hw, spatial_multiple=p.multiple,
-                                                  exporter=p.exporter)
+    graph, base["exporter"] = _fp32_graph(p, model, fp32_path, steps.log)
     every_case = _parity_cases(task_obj, config, shape, p.dynamic_hw, p.multiple, p.samples, p.parity_samples, seed)
     cases = _gate_cases(every_case)
     with torch.no_grad():
@@ -496,6 +494,22 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
             f"argmax {w.get('argmax_agreement', float('nan')):.2%}); rejected {', '.join(report['rejected'])} "
             f"— not published. Report: {out_dir / REPORT_NAME}", report) from None
     return result
+
+
+def _fp32_graph(p: _Plan, model, path: Path, log) -> tuple:
+    """The FP32 graph and the exporter that made it: the asked one; when TorchScript cannot export an operator
+    (adaptive pooling to sizes that do not divide the input, as PSPNet's pyramid), the dynamo exporter — said."""
+    export = p.loaded.onnx_export or export_onnx
+    kwargs = dict(example=torch.zeros(p.shape), dynamic_hw=p.dynamic_hw, spatial_multiple=p.multiple)
+    try:
+        return export(model, path, exporter=p.exporter, **kwargs), p.exporter
+    except ExportError as exc:
+        if p.exporter != "torchscript" or p.loaded.onnx_export is not None:
+            raise
+        if log:
+            log(f"      the TorchScript exporter failed ({str(exc).splitlines()[0][:160]}); exporting with the "
+                "dynamo exporter instead (--exporter dynamo)")
+        return export(model, path, exporter="dynamo", **kwargs), "dynamo"
 
 
 INT8_GATE_PICTURES = 16  # more pictures for INT8 candidates, in batches of 4

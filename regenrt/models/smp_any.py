@@ -46,6 +46,9 @@ OPTIONS = ("encoder_output_stride", "decoder_use_norm", "decoder_channels", "dec
            "decoder_fusion_channels", "output_indices", "dynamic_img_size", "dynamic_img_pad")
 CHOICES = {"decoder_use_norm": ("batchnorm", "identity"), "decoder_attention_type": (None, "scse"),
            "decoder_aspp_separable": (True, False), "decoder_merge_policy": ("add", "cat")}
+# adaptive pooling to several bins (PSPNet's and UPerNet's pyramid pooling) exports for one input size only (the
+# ONNX exporters' pooling windows are computed for the traced size), DPT's ViT position embeddings too
+FIXED_SIZE = ("pspnet", "upernet", "dpt")
 INSTALL = "pip install 'regenrt[smp]' (segmentation-models-pytorch and timm)"
 
 
@@ -70,9 +73,12 @@ def looks_like_smp(sd: Mapping[str, Tensor]) -> bool:
 
 
 def _meta_state(build) -> dict[str, tuple]:
+    import warnings
+
     import torch
 
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # smp's deprecation notes for encoders the user did not choose
         model = build()
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
@@ -281,7 +287,8 @@ def _fit(smp, want: dict[str, tuple], base: dict[str, Any], defaults: dict[str, 
                 trial = dict(config)
                 if isinstance(axis, tuple):
                     name, i = axis
-                    current = list(trial.get(name) if trial.get(name) != DEFAULT else defaults[name])
+                    given = trial.get(name, DEFAULT)
+                    current = list(defaults[name] if given == DEFAULT else given)
                     current = (current + [current[-1]] * 8)[:trial.get("encoder_depth", 5)]
                     current[i] = value
                     trial[name] = current
@@ -384,7 +391,7 @@ register_architecture(Architecture(
               **{k: DEFAULT for k in OPTIONS}},
     default_task=task_from_head,
     spatial_multiple=_multiple,
-    dynamic_hw=lambda c: c.get("smp_arch") != "dpt",
+    dynamic_hw=lambda c: c.get("smp_arch") not in FIXED_SIZE,
     default_hw=lambda c: (224, 224) if c.get("smp_arch") == "dpt" else (256, 256),
     aliases={f"smp_{a}": {"smp_arch": a} for a in ARCHS},
     option_aliases={"encoder": "encoder_name", "arch": "smp_arch"},

@@ -68,20 +68,37 @@ def find_pretrained(path: Path) -> Pretrained | None:
     if not isinstance(config, dict) or "_model_class" not in config:
         return None  # some other tool's config.json
     name = config["_model_class"]
-    if name not in CLASSES:
-        raise ArchitectureError(f"{config_path} describes an smp {name}; regenrt reads {', '.join(CLASSES)}.")
     for key, unsupported in (("activation", None), ("aux_params", None)):
         if config.get(key) not in (unsupported,):
             raise ArchitectureError(f"{config_path}: {key}={config[key]!r} is not supported (regenrt exports the "
                                     "logits of the segmentation head); re-save the model without it.")
-    if config.get("encoder_depth", 5) != 5:
-        raise ArchitectureError(f"{config_path}: encoder_depth={config['encoder_depth']} is not supported (5 only).")
+    builtin = name in CLASSES and config.get("encoder_depth", 5) == 5 and \
+        str(config.get("encoder_name", "")).startswith("resnet") and config.get("encoder_name") in _RESNETS
     if path.is_dir():
         weights = next((directory / n for n in WEIGHT_NAMES if (directory / n).is_file()), None)
         if weights is None:
             raise CheckpointError(f"{directory} has {CONFIG_NAME} but no weights ({' or '.join(WEIGHT_NAMES)}).")
     else:
         weights = path
-    arch, convert = CLASSES[name]
-    overrides = {k: v for k, v in convert(config).items() if v is not None}
-    return Pretrained(config_path, weights, arch, overrides)
+    if builtin:
+        try:
+            arch, convert = CLASSES[name]
+            overrides = {k: v for k, v in convert(config).items() if v is not None}
+            return Pretrained(config_path, weights, arch, overrides)
+        except ArchitectureError:
+            pass  # an option the built-in does not have: smp builds it
+    return Pretrained(config_path, weights, "smp", _smp_options(name, config))
+
+
+_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def _smp_options(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Any smp class: the constructor arguments its config.json states, for the smp-built architecture."""
+    from .smp_any import OPTIONS
+
+    options = {"smp_arch": name.lower(), "encoder_name": config.get("encoder_name"),
+               "in_channels": config.get("in_channels"), "classes": config.get("classes"),
+               "encoder_depth": config.get("encoder_depth")}
+    options.update({k: v for k, v in config.items() if k in OPTIONS})
+    return {k: v for k, v in options.items() if v is not None}
