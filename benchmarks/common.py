@@ -48,6 +48,10 @@ MODELS = {
     "deeplabv3plus_r50_seg6": BenchModel("deeplabv3plus_r50_seg6", "deeplabv3plus",
                                          {"encoder": "resnet50", "in_channels": 3, "classes": 6}, "segmentation"),
     "unet_256_ngf64": BenchModel("unet_256_ngf64", "unet_256", {"ngf": 64}, "inpainting", fixed_hw=(256, 256)),
+    # a light encoder chosen for deployment (depthwise convolutions, hard-swish, squeeze-excitation), built with smp
+    "deeplabv3plus_mbv3_seg6": BenchModel("deeplabv3plus_mbv3_seg6", "smp_deeplabv3plus",
+                                          {"encoder_name": "tu-mobilenetv3_large_100", "in_channels": 3,
+                                           "classes": 6}, "segmentation"),
 }
 
 
@@ -60,7 +64,7 @@ def export_model(m: BenchModel, directory: Path, smoke: bool = False) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     ckpt = directory / f"{m.key}.pt"
     torch.save(m.build().state_dict(), ckpt)
-    overrides = {k: v for k, v in m.config.items() if k == "encoder"}
+    overrides = {k: v for k, v in m.config.items() if k in ("encoder", "encoder_name")}
     export_checkpoint(ckpt, directory / "engine", arch=m.arch, overrides=overrides or None, task=m.task,
                       parity_samples=1, calibration_samples=4, int8="off" if smoke else "auto")
     return directory / "engine"
