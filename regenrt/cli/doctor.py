@@ -17,7 +17,9 @@ CHECKS = [  # (what, module, extra or pip name that installs it, what it is for)
     ("nncf", "nncf", "regenrt[int8]", "INT8 candidates (post-training quantization)"),
     ("numba", "numba", "regenrt[numba]", "CPU pre/post kernels"),
     ("numba-cuda", "numba_cuda", "regenrt[cuda]", "CUDA pre/post kernels"),
-    ("onnxscript", "onnxscript", "regenrt[dynamo]", "the dynamo ONNX exporter"),
+    ("onnxscript", "onnxscript", "regenrt[dynamo]", "the dynamo ONNX exporter (.pt2 programs; models TorchScript "
+                                                    "cannot export)"),
+    ("smp", "segmentation_models_pytorch", "regenrt[smp]", "any segmentation_models_pytorch checkpoint (built with smp)"),
     ("isal", "isal", "core", "fast PNG writing (ISA-L deflate; zlib, ~10x slower, without it)"),
     ("ray", "ray", "regenrt[ray]", "batch inference on a Ray cluster (run-infer --ray)"),
     ("pytriton", "pytriton", "regenrt[serve]", "online serving: Triton via PyTriton (numpy < 2)"),
