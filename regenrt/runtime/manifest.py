@@ -85,9 +85,11 @@ class Manifest:
                 return False
         return True
 
-    def record(self, item_id: str, sources_sha: str, engine_sha: str, options_key: str, outputs: dict[str, str]) -> None:
+    def record(self, item_id: str, sources_sha: str, engine_sha: str, options_key: str, outputs: dict[str, str],
+               size: str | None = None) -> None:
+        """``size``: how the picture's size was met (whole, padded, tiled n x m, k crops)."""
         entry = {"id": item_id, "sources": sources_sha, "engine": engine_sha, "options": options_key,
-                 "outputs": outputs}
+                 "outputs": outputs, **({"size": size} if size else {})}
         with self._lock:
             if self._fh is None:
                 torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")

@@ -34,6 +34,7 @@ from .engine import Engine
 from .io import csv_bytes, encode_npy, remove_stale_temporaries, write_atomic
 from .png import encode_png
 from ..hashing import sha256_bytes, sha256_file
+from .sizes import estimate_pixels
 from .manifest import Manifest, OutputLock, sources_sha
 from ..tasks.runtime import Item, Prepared, RunOptions, get_runtime
 
@@ -61,6 +62,7 @@ class Summary:
     stage_s: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "write": 0.0})
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (item, stage, reason)
     notes: list[str] = field(default_factory=list)  # the task's lines about the run (ranges used, clipping)
+    sizes: dict[str, int] = field(default_factory=dict)  # items written per size strategy (whole, padded, tiled, crops)
 
     @property
     def items_per_s(self) -> float:
@@ -69,9 +71,15 @@ class Summary:
     def text(self) -> str:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_s.items())
         state = " (interrupted)" if self.interrupted else ""
+        sizes = ""
+        if set(self.sizes) - {"exact"}:  # only worth a line when some picture was not the engine's size
+            names = {"exact": "at the engine's size", "padded": "padded to the model's multiple",
+                     "tiled": "tiled", "crops": "run as crops around their holes"}
+            sizes = "\nsizes: " + ", ".join(f"{n} {names.get(k, k)}" for k, n in sorted(self.sizes.items())) + \
+                " (per item in the manifest)"
         return "\n".join([f"done {self.done}, failed {self.failed}, skipped {self.skipped} of {self.total}{state}; "
                           f"{self.items_per_s:.1f} items/s over {self.wall_s:.1f}s; time per stage (summed over "
-                          f"threads): {stages}", *self.notes])
+                          f"threads): {stages}{sizes}", *self.notes])
 
 
 def _encode(suffix: str, arr: np.ndarray) -> bytes:
@@ -130,6 +138,11 @@ class _Run:
         self.fault_advice = ENVIRONMENT_ADVICE
         self.reports: list[dict] = []  # what finish reported per written item (list.append is thread-safe)
         self.failed_in_a_row: list[set] = []  # item ids of consecutive batches that failed on every item
+        # memory: one inference call takes at most this many pixels (a batch fills up to it), and the pictures
+        # decoded and not yet written hold at most a few calls' worth (their sizes read from the file headers)
+        self.batch_pixels = options.batch_pixels()
+        self.holding: dict[str, int] = {}
+        self.holding_limit = 4 * self.batch_pixels
 
     def timed(self, stage: str, started: float) -> None:
         with self._stage_lock:
@@ -139,6 +152,7 @@ class _Run:
         self.summary.failed += 1
         self.summary.errors.append((item_id, stage, reason))
         self.progress.update(1)
+        self.holding.pop(item_id, None)
 
     def decode(self, item: Item) -> tuple[Item, Prepared | None, str | None, str]:
         """Worker: read, validate and preprocess one item; never raises for a bad item."""
@@ -176,7 +190,8 @@ class _Run:
             if "report" in prepared.context:
                 self.reports.append({**prepared.context["report"], "id": item.id})
             previous = self.manifest.entries.get(item.id, {}).get("outputs", {})
-            self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests)
+            self.manifest.record(item.id, prepared.context["sources_sha"], self.engine_sha, self.options_key, digests,
+                                 size=self._strategy(prepared))
             for name in set(previous) - set(digests):  # an earlier run's outputs of other options (e.g. .npy)
                 if Path(name).name == name and name.startswith(item.id):
                     (self.out_dir / name).unlink(missing_ok=True)
@@ -231,12 +246,23 @@ class _Run:
             self.timed("infer", started)
 
     def _run_engine(self, batch: list[Prepared]):
-        if self.on_device:  # upload, pre-kernel, engine, post-kernel, download on the GPU; only results come back
+        layout = batch[0].context.get("plan")
+        if layout is not None and layout.kind in ("tiled", "crops"):  # one item: it runs its own tiles or crops
+            return [self.runtime.run_plan(batch[0], self.engine, self.options)], [None]
+        if self.on_device and not batch[0].context.get("host"):  # upload, pre-kernel, engine, post-kernel, download on the GPU; only results come back
             results = run_batch(self.engine, self.runtime, batch, self.options)
             return ([ItemFailure(r) if isinstance(r, str) else None for r in results],
                     [None if isinstance(r, str) else r for r in results])
         outputs = self.engine.infer(np.stack([p.model_input for p in batch]))
         return [out if np.isfinite(out).all() else ItemFailure(NON_FINITE) for out in outputs], [None] * len(batch)
+
+    def _strategy(self, prepared: Prepared) -> str | None:
+        layout = prepared.context.get("plan")
+        if layout is None:
+            return None
+        with self._stage_lock:
+            self.summary.sizes[layout.kind] = self.summary.sizes.get(layout.kind, 0) + 1
+        return layout.describe()
 
     def _one_by_one(self, batch: list[Prepared]):
         outputs, finished = [], []
@@ -303,6 +329,7 @@ class _Run:
             else:
                 self.summary.done += 1
                 self.progress.update(1)
+                self.holding.pop(item_id, None)
 
     def run(self, items: list[Item]) -> Summary:
         opts, prefetch = self.options, max(2, self.options.batch_size * (self.engine.requests + 2))
@@ -316,6 +343,9 @@ class _Run:
                 for item in pending:
                     if self.fault:
                         break
+                    pixels = estimate_pixels(item.sources[0]) if item.sources and not item.error else 0
+                    self._make_room(pixels, decodes, groups, pool, writes)
+                    self.holding[item.id] = pixels
                     decodes.append(pool.submit(self.decode, item))
                     if len(decodes) >= prefetch:
                         self._take(decodes.popleft().result(), groups, pool, writes)
@@ -339,6 +369,23 @@ class _Run:
                     self.infer_pool.shutdown(wait=True, cancel_futures=True)
         return self.summary
 
+    def _make_room(self, pixels: int, decodes: deque, groups: dict, pool, writes: deque) -> None:
+        """Before decoding another picture: while the pictures held (decoded, queued, in flight, being written)
+        and this one exceed the memory budget, move the oldest work on — a folder of 48-MP pictures is decoded a
+        few at a time, not 32 at once."""
+        while self.holding and sum(self.holding.values()) + pixels > self.holding_limit and not self.fault:
+            if decodes:
+                self._take(decodes.popleft().result(), groups, pool, writes)
+            elif groups:
+                largest = max(groups, key=lambda k: sum(_pixels(p) for p in groups[k]) or 1)
+                self.infer(groups.pop(largest), pool, writes)
+            elif self.inflight:
+                self.drain_inflight(pool, writes, 0)
+            elif writes:
+                self.drain_writes(writes, 0)
+            else:
+                break
+
     def _count_finished(self, writes: deque) -> None:
         for item_id, future in writes:
             if future.done() and not future.cancelled() and future.result() is None:
@@ -359,13 +406,21 @@ class _Run:
         if status == "skip":
             self.summary.skipped += 1
             self.progress.update(1)
+            self.holding.pop(item.id, None)
         elif status == "error":
             self.fail(item.id, "decode", error)
         else:
             group = groups.setdefault(prepared.shape, [])
             group.append(prepared)
-            if len(group) >= self._batch_limit():
+            planned = prepared.model_input is None and prepared.shape and prepared.shape[0] == "plan"
+            pixels = sum(_pixels(p) for p in group)
+            if planned or len(group) >= self._batch_limit() or pixels >= self.batch_pixels:
                 self.infer(groups.pop(prepared.shape), pool, writes)
+
+
+def _pixels(prepared: Prepared) -> int:
+    shape = prepared.shape
+    return int(shape[-1]) * int(shape[-2]) if len(shape) == 3 and isinstance(shape[-1], int) else 0
 
 
 class _NoProgress:

@@ -53,9 +53,17 @@ class Predictor:
             by_shape.setdefault(p.shape, []).append(i)
         size = max(1, self.options.batch_size)
         for indices in by_shape.values():
+            layout = prepared[indices[0]].context.get("plan")
+            if layout is not None and layout.kind in ("tiled", "crops"):  # runs its own tiles or crops
+                for i in indices:
+                    out = _typed(lambda: self.runtime.run_plan(prepared[i], self.engine, self.options),
+                                 "the engine", InferenceError)
+                    results[i] = _typed(lambda: self.runtime.finish(prepared[i], out, self.options),
+                                        "the engine", InferenceError)
+                continue
             for start in range(0, len(indices), size):
                 chunk = indices[start:start + size]
-                if on_device(self.engine):  # kernels and engine on the GPU (regenrt.runtime.device)
+                if on_device(self.engine) and not prepared[chunk[0]].context.get("host"):  # kernels on the GPU
                     done = _typed(lambda: run_batch(self.engine, self.runtime, [prepared[i] for i in chunk],
                                                     self.options), "the engine", InferenceError)
                     for i, result in zip(chunk, done):

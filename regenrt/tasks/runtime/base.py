@@ -25,6 +25,12 @@ class RunOptions:
     workers: int = 2  # decode/encode threads
     kernels: KernelSet = field(default_factory=lambda: get_kernels("auto"))
     max_pixels: int = 64_000_000
+    # pictures of any size (regenrt.runtime.sizes): pixels one inference call may take (None: from the memory
+    # available), segmentation tiles (None: when a picture is over the budget or the engine has a fixed size; 0:
+    # never — the whole picture, padded) and their overlap
+    max_batch_pixels: int | None = None
+    tile: int | None = None
+    overlap: int = 64
     # phase-recovery
     from_image: bool = False
     output_range: tuple[float, float] | None = None  # None: the range export observed (engine metadata), else 0,1
@@ -43,7 +49,12 @@ class RunOptions:
     def key(self) -> str:
         """The options that change output bytes; a completed item is redone when they change."""
         return repr((self.kernels.name, self.from_image, self.output_range, self.bit_depth, self.save_npy,
-                     self.feather, self.soft_mask))
+                     self.feather, self.soft_mask, self.tile, self.overlap))
+
+    def batch_pixels(self) -> int:
+        from ...runtime.sizes import default_max_batch_pixels
+
+        return self.max_batch_pixels or default_max_batch_pixels()
 
 
 @dataclass
@@ -84,6 +95,9 @@ class TaskRuntime:
     resolve_options: Callable[[RunOptions, Any], RunOptions] = lambda options, engine: options
     # the ``report`` entries finish left in finished items' context -> lines for the run summary
     report: Callable[[list[dict[str, Any]], RunOptions], list[str]] = lambda contexts, options: []
+    # pictures of another size than the engine's: (Prepared, engine, options) -> what ``finish`` takes, running the
+    # engine itself over the item's tiles or crops (regenrt.runtime.sizes); None: the task has no such plan
+    run_plan: Callable[..., Any] | None = None
     # the arrays one item takes in the Python API (Predictor.predict(**item)), and the files a directory run reads
     inputs: tuple[str, ...] = ("picture",)
     expects: Callable[[RunOptions], str] = lambda options: "pictures (" + ", ".join(IMAGE_SUFFIXES) + ")"

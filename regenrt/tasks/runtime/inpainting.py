@@ -16,6 +16,7 @@ import numpy as np
 
 from ...errors import InputError, MissingPathError, RegenrtError
 from ...kernels.reference import feather_alpha
+from ...runtime import sizes
 from ...runtime.device import NON_FINITE, DeviceTask, bad_items, cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
@@ -115,14 +116,69 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
             raise InputError(f"the mask is not binary (values {values[:6].tolist()}…); pass --soft-mask to blend by "
                              "its values.")
         mask = np.where(mask != 0, 255, 0).astype(np.uint8)
-    shape = (engine.channels, *picture.shape[:2])
-    engine.check_shape(shape)
-    context = {"picture": picture, "mask": mask, "boxes": data.get("boxes")}
-    if on_device(engine) or not model_input:
+    require(min(picture.shape[:2]) >= 1, "the picture is empty: nothing to run the engine on.")
+    layout = plan(mask, engine, options)
+    context = {"picture": picture, "mask": mask, "boxes": data.get("boxes"), "plan": layout}
+    if layout.kind == "crops":
+        return Prepared(None, None, context, ("plan", id(context)))  # a batch of its own: it runs its crops
+    shape = (engine.channels, *layout.padded)
+    if (on_device(engine) and layout.kind == "exact") or not model_input:
         return Prepared(None, None, context, shape)
     out = np.empty((1, *shape), np.float32)
-    options.kernels.holes_fill(picture, mask, out, 0, float(engine.metadata["input"].get("hole_fill", 0.0)))
+    options.kernels.holes_fill(sizes.pad_hw(picture, layout.padded), _pad_mask(mask, layout.padded), out, 0,
+                               float(engine.metadata["input"].get("hole_fill", 0.0)))
+    context["host"] = layout.kind != "exact"  # a padded picture runs through the host path, also on a GPU engine
     return Prepared(None, out[0], context)
+
+
+def _pad_mask(mask: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """Padding is known picture, never hole."""
+    h, w = mask.shape
+    return mask if (h, w) == tuple(target) else np.pad(mask, ((0, target[0] - h), (0, target[1] - w)))
+
+
+def plan(mask: np.ndarray, engine, options: RunOptions) -> sizes.Plan:
+    """The whole picture (padded to the model's multiple, or to its fixed size when smaller) when it is small
+    enough; else a crop of the model's size around each hole (merged where holes are close)."""
+    multiple, fixed, example = sizes.engine_geometry(engine)
+    size = mask.shape[:2]
+    if fixed:
+        if size[0] <= fixed[0] and size[1] <= fixed[1]:
+            return sizes.padded_plan(size, multiple, fixed)
+        return sizes.crops_plan(mask, fixed, True, multiple)
+    whole = sizes.padded_plan(size, multiple, None)
+    area = whole.padded[0] * whole.padded[1]
+    if area <= min(4 * example[0] * example[1], options.batch_pixels()):
+        return whole
+    return sizes.crops_plan(mask, example, False, multiple)
+
+
+def _run_plan(prepared: Prepared, engine, options: RunOptions) -> list[np.ndarray]:
+    """The generator's output for each crop window (CxHxW), windows of one size run in batches."""
+    ctx, layout = prepared.context, prepared.context["plan"]
+    if not layout.windows:
+        return []
+    bottom = max(y + h for y, x, h, w, _ in layout.windows)
+    right = max(x + w for y, x, h, w, _ in layout.windows)
+    target = (max(bottom, layout.size[0]), max(right, layout.size[1]))
+    picture, mask = sizes.pad_hw(ctx["picture"], target), _pad_mask(ctx["mask"], target)
+    fill = float(engine.metadata["input"].get("hole_fill", 0.0))
+    inputs = []
+    for y, x, h, w, _ in layout.windows:
+        out = np.empty((1, engine.channels, h, w), np.float32)
+        options.kernels.holes_fill(np.ascontiguousarray(picture[y:y + h, x:x + w]),
+                                   np.ascontiguousarray(mask[y:y + h, x:x + w]), out, 0, fill)
+        inputs.append(out[0])
+    outputs: list = [None] * len(inputs)
+    by_shape: dict = {}
+    for i, x in enumerate(inputs):
+        by_shape.setdefault(x.shape, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), options.batch_size):
+            chunk = indices[start:start + options.batch_size]
+            for i, out in zip(chunk, engine.infer(np.stack([inputs[i] for i in chunk]))):
+                outputs[i] = out
+    return outputs
 
 
 def _device_stage(batch: list[Prepared], engine, options: RunOptions) -> dict:
@@ -155,11 +211,35 @@ def _device_results(batch: list[Prepared], host: dict, options: RunOptions) -> l
     return [NON_FINITE if bad[i] else {".png": host["result"][i].copy()} for i in range(len(batch))]
 
 
-def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
+def _finish(prepared: Prepared, output, options: RunOptions) -> dict[str, np.ndarray]:
     ctx = prepared.context
+    layout = ctx.get("plan")
+    if layout is not None and layout.kind == "crops":
+        return {".png": _pasted(ctx, layout, output, options)}
+    if layout is not None and layout.kind == "padded":
+        output = np.ascontiguousarray(output[:, :layout.size[0], :layout.size[1]])
     result = options.kernels.composite(output, ctx["picture"], ctx["mask"], feather=options.feather,
                                        value_range="pm1", soft=options.soft_mask)
     return {".png": result}
+
+
+def _pasted(ctx: dict, layout: sizes.Plan, outputs: list, options: RunOptions) -> np.ndarray:
+    """Each window's generated pixels composited into the picture on its own holes only; every other pixel is the
+    picture's, bit for bit."""
+    picture, mask = ctx["picture"], ctx["mask"]
+    result = picture.copy()
+    for (y, x, h, w, group), generated in zip(layout.windows, outputs):
+        if not np.isfinite(generated).all():
+            raise FloatingPointError(NON_FINITE)
+        vh, vw = min(h, picture.shape[0] - y), min(w, picture.shape[1] - x)  # the window inside the picture
+        own = np.zeros((vh, vw), np.uint8)
+        for y0, x0, y1, x1 in group:
+            own[y0 - y:y1 - y, x0 - x:x1 - x] = mask[y0:y1, x0:x1]
+        region = np.ascontiguousarray(result[y:y + vh, x:x + vw])
+        result[y:y + vh, x:x + vw] = options.kernels.composite(
+            np.ascontiguousarray(generated[:, :vh, :vw]), region, own, feather=options.feather, value_range="pm1",
+            soft=options.soft_mask)
+    return result
 
 
 def _check(options: RunOptions) -> None:
@@ -204,4 +284,4 @@ def submission_rows(item_id: str, picture: np.ndarray, boxes: list[tuple[int, in
 
 register_runtime(TaskRuntime("inpainting", _items, _prepare, _decode, _finish, _check,
                              device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results),
-                             inputs=("picture", "mask")))
+                             run_plan=_run_plan, inputs=("picture", "mask")))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
+from ...runtime import sizes
 from ...runtime.device import NON_FINITE, DeviceTask, cuda_kernels, on_device
 from ...runtime.io import decode_image, load_npy_checked, native_float
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
@@ -56,13 +57,34 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
         phase = phase[0]
     require(phase.ndim == 2, f"a phase map must be HxW (one channel), got shape {phase.shape}.")
     require(bool(np.isfinite(phase).all()), "the phase map holds NaN or Inf values.")
-    shape = (engine.channels, *phase.shape)
-    engine.check_shape(shape)
-    if on_device(engine) or not model_input:
-        return Prepared(None, None, {"phase": phase}, shape)
+    layout = plan(phase.shape, engine, options)
+    shape = (engine.channels, *layout.padded)
+    if (on_device(engine) and layout.kind == "exact") or not model_input:
+        return Prepared(None, None, {"phase": phase, "plan": layout}, shape)
     out = np.empty((1, *shape), np.float32)
-    options.kernels.phase_normalize(phase, out, 0, scale="pm1")
-    return Prepared(None, out[0], {})
+    options.kernels.phase_normalize(sizes.pad_hw(phase, layout.padded), out, 0, scale="pm1")
+    return Prepared(None, out[0], {"plan": layout, "host": layout.kind != "exact"})
+
+
+def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
+    """A phase map is one whole (its Fourier phase is global): padded to the model's multiple, cropped back; never
+    tiled. Over one call's pixel budget it is refused with the flag that allows it."""
+    multiple, fixed, _ = sizes.engine_geometry(engine)
+    h, w = size
+    require(h >= 1 and w >= 1, f"the phase map is empty ({h}x{w}): nothing to run the engine on.")
+    if fixed and (h > fixed[0] or w > fixed[1]):
+        raise InputError(f"the phase map is {w}x{h}; the engine takes {fixed[1]}x{fixed[0]} maps only, and a phase "
+                         "map cannot be tiled (its Fourier phase is global): export the model for this size "
+                         f"(export-engine --input-shape 1x{engine.channels}x{h}x{w})")
+    layout = sizes.padded_plan(size, multiple, fixed)
+    budget = options.batch_pixels()
+    if layout.padded[0] * layout.padded[1] > budget:
+        need = layout.padded[0] * layout.padded[1]
+        raise InputError(f"the phase map has {need / 1e6:.1f} MP (padded), more than one inference call may take "
+                         f"({budget / 1e6:.1f} MP, from the memory available); a phase map cannot be tiled: pass "
+                         f"--max-batch-pixels {need} to run it whole (about {need * sizes.BYTES_PER_PIXEL / 2**30:.1f} "
+                         "GB)")
+    return layout
 
 
 def _device_stage(batch: list[Prepared], engine, options: RunOptions) -> dict:
@@ -117,6 +139,9 @@ def _resolve(options: RunOptions, engine) -> RunOptions:
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
+    layout = prepared.context.get("plan")
+    if layout is not None and layout.kind == "padded":
+        output = np.ascontiguousarray(output[:, :layout.size[0], :layout.size[1]])
     lo, hi = options.output_range
     top = 65535 if options.bit_depth == 16 else 255
     raw = output[0].astype(np.float64)

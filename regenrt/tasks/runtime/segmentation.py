@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import InputError
 from ...kernels.reference import IMAGENET_MEAN, IMAGENET_STD
+from ...runtime import sizes
 from ...runtime.device import NON_FINITE, DeviceTask, bad_items, cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime, unique_items
@@ -36,17 +38,53 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
     return {"picture": decode_image(item.sources[0], options.max_pixels)}
 
 
+def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
+    """Tiles when asked (--tile N), when the picture is over one call's pixel budget or the engine takes one size
+    smaller than the picture; else the whole picture padded to the model's multiple (--tile 0: always whole)."""
+    multiple, fixed, example = sizes.engine_geometry(engine)
+    h, w = size
+    too_big = h * w > options.batch_pixels() or (fixed is not None and (h > fixed[0] or w > fixed[1]))
+    if options.tile or (options.tile is None and too_big):
+        tile = options.tile or (fixed[0] if fixed else max(sizes.DEFAULT_TILE, example[0]))
+        if fixed and tile != fixed[0]:
+            raise InputError(f"--tile {tile}: the engine takes {fixed[1]}x{fixed[0]} inputs only; its tiles are that "
+                             "size (leave --tile out)")
+        return sizes.tiled_plan(size, tile, options.overlap, multiple)
+    return sizes.padded_plan(size, multiple, fixed)
+
+
 def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: bool = True) -> Prepared:
     picture = np.asarray(data["picture"])
     picture = as_channels(np.repeat(picture[..., None], 3, 2) if picture.ndim == 2 else picture, 3)
     meta = engine.metadata["input"]
     shape = (engine.channels, *picture.shape[:2])
-    engine.check_shape(shape)
-    if on_device(engine) or not model_input:
-        return Prepared(None, None, {"picture": picture}, shape)
+    if shape[1] < 1 or shape[2] < 1:
+        engine.check_shape(shape)  # says the picture is empty
+    layout = plan(picture.shape[:2], engine, options)
+    context = {"picture": picture, "plan": layout}
+    if layout.kind == "tiled":
+        return Prepared(None, None, context, ("plan", id(context)))  # a batch of its own: it runs its tiles
+    shape = (engine.channels, *layout.padded)
+    if (on_device(engine) and layout.kind == "exact") or not model_input:
+        return Prepared(None, None, context, shape)
     out = np.empty((1, *shape), np.float32)
-    options.kernels.rgb_normalize(picture, out, 0, meta.get("mean"), meta.get("std"))
-    return Prepared(None, out[0], {"picture": picture})
+    options.kernels.rgb_normalize(sizes.pad_hw(picture, layout.padded), out, 0, meta.get("mean"), meta.get("std"))
+    context["host"] = layout.kind != "exact"  # a padded picture runs through the host path, also on a GPU engine
+    return Prepared(None, out[0], context)
+
+
+def _run_plan(prepared: Prepared, engine, options: RunOptions) -> np.ndarray:
+    """The tiled picture's labels (HxW uint8): the engine run over its tiles, logits blended, argmax."""
+    meta = engine.metadata["input"]
+    layout = prepared.context["plan"]
+
+    def make_tile(region: np.ndarray) -> np.ndarray:
+        out = np.empty((1, engine.channels, *region.shape[:2]), np.float32)
+        options.kernels.rgb_normalize(np.ascontiguousarray(region), out, 0, meta.get("mean"), meta.get("std"))
+        return out[0]
+
+    batch = max(1, min(options.batch_size, options.batch_pixels() // (layout.tile * layout.tile)))
+    return sizes.run_tiled(layout, prepared.context["picture"], make_tile, engine.infer, batch)
 
 
 def _device_stage(batch: list[Prepared], engine, options: RunOptions) -> dict:
@@ -78,6 +116,12 @@ def _device_results(batch: list[Prepared], host: dict, options: RunOptions) -> l
 
 
 def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict[str, np.ndarray]:
+    layout = prepared.context.get("plan")
+    if layout is not None and layout.kind == "tiled":  # _run_plan gave the labels
+        return _overlaid(prepared.context["picture"], output, PALETTE[output])
+    if layout is not None and layout.kind == "padded":
+        h, w = layout.size
+        output = np.ascontiguousarray(output[:, :h, :w])
     labels, colours = options.kernels.argmax_palette(output, PALETTE)
     return _overlaid(prepared.context["picture"], labels, colours)
 
@@ -88,4 +132,5 @@ def _overlaid(picture: np.ndarray, labels: np.ndarray, colours: np.ndarray) -> d
 
 
 register_runtime(TaskRuntime("segmentation", _items, _prepare, _decode, _finish,
-                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results)))
+                             device=DeviceTask(_device_stage, _device_pre, _device_post, _device_results),
+                             run_plan=_run_plan))
