@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "auto = numba when installed, else numpy (default auto); outputs are identical")
     parser.add_argument("--max-pixels", type=int, default=64_000_000,
                         help="refuse pictures declaring more pixels than this (default 64000000)")
+    sizes = parser.add_argument_group("pictures of any size (outputs always have the input's size)")
+    sizes.add_argument("--max-batch-pixels", type=int, default=None, metavar="N",
+                       help="pixels one inference call may take; batches fill up to it and the pictures decoded at "
+                            "once are bounded by it (default: from the memory available, 1-8 million)")
+    sizes.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                       help="segmentation: run SIZE x SIZE tiles and blend their logits (default: tiles of the "
+                            "engine's fixed size, or 512, when a picture is over --max-batch-pixels or larger than a "
+                            "fixed-size engine takes; 0: always the whole picture, padded to the model's multiple)")
+    sizes.add_argument("--overlap", type=int, default=64, metavar="PX",
+                       help="segmentation tiles: overlap between neighbours, blended linearly (default 64)")
     phase = parser.add_argument_group("phase-recovery")
     phase.add_argument("--from-image", action="store_true", default=None,
                        help="inputs are ordinary pictures: use the Fourier phase of their luminance")
@@ -88,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, from_image=bool(args.from_image), output_range=args.output_range,
         bit_depth=args.bit_depth or 8, save_npy=bool(args.save_npy), masks=args.masks, boxes=args.boxes,
         feather=args.feather or 0, soft_mask=bool(args.soft_mask), submission=args.submission,
-        pipeline_graph=not args.no_pipeline_graph,
+        pipeline_graph=not args.no_pipeline_graph, max_batch_pixels=args.max_batch_pixels, tile=args.tile,
+        overlap=args.overlap,
     )
     if args.ray is not None:
         from ..integrations.ray import infer_dataset

@@ -160,9 +160,15 @@ def tiled_plan(size: tuple[int, int], tile: int, overlap: int, multiple: int) ->
                 grid=(len(starts(h, tile, overlap)), len(starts(w, tile, overlap))))
 
 
+def _argmax(logits: np.ndarray) -> np.ndarray:
+    return np.argmax(logits, axis=0).astype(np.uint8)
+
+
 def run_tiled(plan: Plan, picture: np.ndarray, make_tile: Callable[[np.ndarray], np.ndarray],
-              infer: Callable[[np.ndarray], np.ndarray], batch: int) -> np.ndarray:
-    """Blended per-pixel argmax of the engine's logits over the plan's tiles -> HxW uint8 labels.
+              infer: Callable[[np.ndarray], np.ndarray], batch: int,
+              reduce: Callable[[np.ndarray], np.ndarray] = _argmax) -> np.ndarray:
+    """Blended logits of the engine over the plan's tiles, ``reduce``d a finished band at a time (default: the
+    per-pixel argmax -> HxW uint8 labels; ``lambda x: x`` keeps the KxHxW logits, for small pictures).
 
     ``make_tile``: an HxWx3 uint8 region -> CxHxW model input; ``infer``: NxCxTxT -> NxKxTxT logits."""
     h, w = plan.size
@@ -171,12 +177,15 @@ def run_tiled(plan: Plan, picture: np.ndarray, make_tile: Callable[[np.ndarray],
     ph, pw = source.shape[:2]
     ys, xs = starts(ph, tile, overlap), starts(pw, tile, overlap)
     weight = np.outer(ramp(tile, overlap), ramp(tile, overlap))
-    labels = np.empty((ph, pw), np.uint8)
+    labels = None
     band_top, acc, norm = 0, None, np.zeros((tile, pw), np.float32)
     for row, y in enumerate(ys):
         if acc is not None and y > band_top:  # rows above this tile row are final: finish them, slide the band
             done = y - band_top
-            labels[band_top:y] = np.argmax(acc[:, :done] / norm[:done], axis=0).astype(np.uint8)
+            band = reduce(acc[:, :done] / norm[:done])
+            if labels is None:
+                labels = np.empty((*band.shape[:-2], ph, pw), band.dtype)
+            labels[..., band_top:y, :] = band
             acc = np.concatenate([acc[:, done:], np.zeros((acc.shape[0], done, pw), np.float32)], axis=1)
             norm = np.concatenate([norm[done:], np.zeros((done, pw), np.float32)], axis=0)
             band_top = y
@@ -190,8 +199,11 @@ def run_tiled(plan: Plan, picture: np.ndarray, make_tile: Callable[[np.ndarray],
             for x, out in zip(chunk, logits):
                 acc[:, :, x:x + tile] += out * weight
                 norm[:, x:x + tile] += weight
-    labels[band_top:band_top + tile] = np.argmax(acc / norm, axis=0).astype(np.uint8)
-    return labels[:h, :w]
+    band = reduce(acc / norm)
+    if labels is None:
+        labels = np.empty((*band.shape[:-2], ph, pw), band.dtype)
+    labels[..., band_top:band_top + tile, :] = band
+    return labels[..., :h, :w]
 
 
 # --- crops around holes -----------------------------------------------------------------------------------------

@@ -106,16 +106,21 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
         require(mask.shape[2] == 1 or bool((mask == mask[..., :1]).all()), "the mask must be grayscale.")
         mask = mask[..., 0]
     require(mask.dtype in (np.uint8, np.bool_), f"the mask must be 8-bit, got {mask.dtype}.")
-    mask = mask.astype(np.uint8) * (255 if mask.dtype == np.bool_ or mask.max() == 1 else 1)
     require(mask.shape == picture.shape[:2],
             f"mask is {mask.shape[1]}x{mask.shape[0]} but the picture is {picture.shape[1]}x{picture.shape[0]}.")
-    if not options.soft_mask:
-        lo, hi = mask.min(), mask.max()  # binary: 0 and one other value, or a single value (no np.unique: ~5x cost)
-        if lo != hi and (lo != 0 or np.count_nonzero((mask != lo) & (mask != hi))):
-            values = np.unique(mask)
-            raise InputError(f"the mask is not binary (values {values[:6].tolist()}…); pass --soft-mask to blend by "
-                             "its values.")
-        mask = np.where(mask != 0, 255, 0).astype(np.uint8)
+    if mask.dtype == np.bool_:
+        mask = mask.view(np.uint8) * np.uint8(255)
+    lo, hi = (int(mask.min()), int(mask.max())) if mask.size else (0, 0)
+    if not (lo == 0 and hi in (0, 255)):  # 0/255 already (the usual mask of a large picture): no more passes
+        if hi == 1 and lo == 0:
+            mask = mask * np.uint8(255)
+        elif not options.soft_mask:
+            # binary: 0 and one other value, or a single value (no np.unique: ~5x cost)
+            if lo != hi and (lo != 0 or np.count_nonzero((mask != lo) & (mask != hi))):
+                values = np.unique(mask)
+                raise InputError(f"the mask is not binary (values {values[:6].tolist()}…); pass --soft-mask to "
+                                 "blend by its values.")
+            mask = np.where(mask != 0, 255, 0).astype(np.uint8)
     require(min(picture.shape[:2]) >= 1, "the picture is empty: nothing to run the engine on.")
     layout = plan(mask, engine, options)
     context = {"picture": picture, "mask": mask, "boxes": data.get("boxes"), "plan": layout}
