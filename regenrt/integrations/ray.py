@@ -40,9 +40,9 @@ class _Collecting:
     def is_done(self, *args, **kwargs) -> bool:
         return False
 
-    def record(self, item_id, sources_sha, engine_sha, options_key, outputs) -> None:
+    def record(self, item_id, sources_sha, engine_sha, options_key, outputs, size=None) -> None:
         self.entries[item_id] = {"item_id": item_id, "sources_sha": sources_sha, "engine_sha": engine_sha,
-                                 "options_key": options_key, "outputs": outputs}
+                                 "options_key": options_key, "outputs": outputs, "size": size}
 
     def close(self) -> None:
         pass

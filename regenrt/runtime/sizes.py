@@ -94,6 +94,12 @@ def default_max_batch_pixels() -> int:
     return int(min(8_000_000, max(1_000_000, available_memory() // 10 // BYTES_PER_PIXEL)))
 
 
+def single_item_pixels() -> int:
+    """The largest picture one call may take alone: half the available memory at ~256 bytes a pixel (a 24 GB
+    machine: ~40 MP, a 6000x4000 phase map whole)."""
+    return int(max(default_max_batch_pixels(), available_memory() // 2 // BYTES_PER_PIXEL))
+
+
 def estimate_pixels(path) -> int:
     """The pixels of a picture or .npy map from its header (no decoding); 0 when it cannot be read."""
     try:

@@ -68,7 +68,8 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
 
 def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
     """A phase map is one whole (its Fourier phase is global): padded to the model's multiple, cropped back; never
-    tiled. Over one call's pixel budget it is refused with the flag that allows it."""
+    tiled. Over one call's pixel budget it runs alone in its call; over what one call can hold on this machine
+    (half the available memory) it is refused with the flag that allows it."""
     multiple, fixed, _ = sizes.engine_geometry(engine)
     h, w = size
     require(h >= 1 and w >= 1, f"the phase map is empty ({h}x{w}): nothing to run the engine on.")
@@ -77,13 +78,13 @@ def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
                          "map cannot be tiled (its Fourier phase is global): export the model for this size "
                          f"(export-engine --input-shape 1x{engine.channels}x{h}x{w})")
     layout = sizes.padded_plan(size, multiple, fixed)
-    budget = options.batch_pixels()
-    if layout.padded[0] * layout.padded[1] > budget:
-        need = layout.padded[0] * layout.padded[1]
-        raise InputError(f"the phase map has {need / 1e6:.1f} MP (padded), more than one inference call may take "
-                         f"({budget / 1e6:.1f} MP, from the memory available); a phase map cannot be tiled: pass "
-                         f"--max-batch-pixels {need} to run it whole (about {need * sizes.BYTES_PER_PIXEL / 2**30:.1f} "
-                         "GB)")
+    budget = options.max_batch_pixels or sizes.single_item_pixels()
+    need = layout.padded[0] * layout.padded[1]
+    if need > budget:  # over one call's budget it runs alone (its batch fills up); over this it cannot run at all
+        raise InputError(f"the phase map has {need / 1e6:.1f} MP (padded), more than this machine can run in one "
+                         f"call ({budget / 1e6:.1f} MP{'' if options.max_batch_pixels else ', from the memory available'}"
+                         f"); a phase map cannot be tiled: pass --max-batch-pixels {need} to run it anyway (about "
+                         f"{need * sizes.BYTES_PER_PIXEL / 2**30:.1f} GB)")
     return layout
 
 
