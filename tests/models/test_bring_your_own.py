@@ -49,6 +49,26 @@ def test_the_authors_checkpoints_export_with_no_flags_and_reproduce_their_output
             assert np.abs(got - y).max() <= 1e-4 * (y.max() - y.min()), name
 
 
+def _runs(engine_dir, task):
+    """The export runs as any other: run-infer's pipeline over two pictures of sizes the model was not exported at."""
+    from regenrt.runtime import Engine, RunOptions, run_directory
+    from regenrt.tasks.synthetic import box_masks, synthetic_pictures
+
+    from ..runtime.helpers import read_png, save_png
+
+    root = engine_dir.parent / "run"
+    (root / "in").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, (h, w) in enumerate([(100, 140), (256, 256)]):
+        save_png(root / "in" / f"p{i}.png", synthetic_pictures(1, h, w, 3, seed=i)[0])
+        save_png(root / "masks" / f"p{i}.png", box_masks(1, h, w, seed=i)[0][0] * 255)
+    options = RunOptions(masks=root / "masks") if task == "inpainting" else RunOptions()
+    summary = run_directory(Engine.load(engine_dir, device="cpu"), root / "in", root / "out", options)
+    assert (summary.done, summary.failed) == (2, 0), summary.errors
+    suffix = ".png" if task == "inpainting" else "_label.png"
+    assert read_png(root / "out" / f"p0{suffix}").shape[:2] == (100, 140)
+
+
 def test_identical_encoders_name_the_match_and_the_runner_up(shared_fixtures):
     loaded = build_from_state_dict(load_checkpoint(_fixture_path("smp_deeplabv3plus_tu_mobilenetv3_seg3")).state_dict)
     assert loaded.config["encoder_name"] == "tu-mobilenetv3_small_100"
@@ -95,6 +115,7 @@ def test_a_save_pretrained_folder_of_any_class_and_a_wrapped_float16_training_di
     result = export_checkpoint(tmp_path / "run", tmp_path / "e", precision="fp32", cpu_engine="onnxruntime",
                                int8="off", parity_samples=1)
     assert result.metadata["arch"] == "smp" and result.metadata["config"]["smp_arch"] == "fpn"
+    _runs(tmp_path / "e", "segmentation")
     wrapped = {"epoch": 3, "state_dict": {f"module.{k}": v.half() if v.is_floating_point() else v
                                           for k, v in model.state_dict().items()}}
     torch.save(wrapped, tmp_path / "train.ckpt")
