@@ -85,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _common_reason(summary) -> str | None:
+    """When most failures share one reason (a fixed-size engine, phase maps given as pictures), that reason once,
+    with its fix, rather than only a pointer to errors.csv."""
+    from collections import Counter
+
+    reasons = Counter(reason for _, _, reason in summary.errors)
+    if not reasons:
+        return None
+    reason, count = reasons.most_common(1)[0]
+    if count == summary.failed and summary.done == 0:
+        return f"every item failed for the same reason: {reason}"
+    if count * 2 >= summary.failed and count > 1:
+        return f"{count} of the {summary.failed} failed for the same reason: {reason}"
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..kernels import get_kernels
     from ..runtime import Engine, RunOptions, run_directory
@@ -115,6 +131,9 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     if summary.failed:
         print(f"run-infer: {summary.failed} item(s) failed; see {Path(args.output) / 'errors.csv'}", file=sys.stderr)
+        common = _common_reason(summary)
+        if common:
+            print(f"run-infer: {common}", file=sys.stderr)
         return PARTIAL
     return 0
 

@@ -113,7 +113,11 @@ class Engine:
         backend = backend_for(path)
         metadata = backend.read_metadata(path)
         if not metadata.get("task"):
-            raise RegenrtError(f"{path.name} carries no regenrt metadata; re-export it with export-engine.")
+            raise RegenrtError(
+                f"{path.name} was not written by export-engine (it carries no regenrt metadata: no task, no input "
+                f"contract). Give it to export-engine first, which checks it and builds the engines: export-engine "
+                f"{path} --task TASK -o engine/ (Python: export_engine({str(path)!r}, 'engine/', task=...)), then "
+                "run-infer --engine engine/.")
         available = backend.devices()
         if metadata.get("compiled_for"):  # code compiled for one device (an AOTInductor package) runs there only
             available = [d for d in available if d == metadata["compiled_for"]]
@@ -127,10 +131,14 @@ class Engine:
         if device == "auto":
             device = "cuda" if "cuda" in available else "cpu"
         elif device not in available:
+            if device == "cuda" and not _cuda_visible():
+                raise MissingDependencyError(
+                    f"device 'cuda' was requested, and no NVIDIA GPU is visible here (torch.cuda.is_available() is "
+                    f"False): run on the GPU machine, or use device='cpu' (run-infer: --device cpu) here.")
             raise MissingDependencyError(
-                f"device {device!r} was requested but the {backend.name} backend here offers only {available}; "
-                f"install `pip install regenrt[{backend.extra}]` on a machine with that device, or pass --device cpu."
-            )
+                f"device {device!r} was requested but the {backend.name} backend here offers only {available}: "
+                + (f"install `pip install regenrt[{backend.extra}]` for its {device} build, " if backend.extra else "")
+                + "or use device='cpu' (run-infer: --device cpu).")
         if mode not in MODES:
             raise RegenrtError(f"mode must be one of {MODES}, got {mode!r}.")
         _check_same_export(path, metadata)
@@ -188,7 +196,17 @@ class Engine:
         """NxCxHxW float -> NxC'xHxW float32 after validating every item."""
         batch = np.asarray(batch)
         if batch.ndim != 4:
-            raise InputError(f"expected an NxCxHxW batch, got shape {batch.shape}.")
+            raise InputError(f"expected an NxCxHxW float32 batch, got shape {batch.shape}"
+                             + (" (one item: add the batch axis, x[None])" if batch.ndim == 3 else "") + ".")
+        c = self.channels
+        if batch.shape[1] != c and batch.shape[3] == c:
+            raise InputError(f"the batch is {'x'.join(map(str, batch.shape))}, channels-last (NxHxWxC); the engine takes "
+                             f"NxCxHxW: x.transpose(0, 3, 1, 2)"
+                             + (", and as float32 model input (normalized as the task says) — for uint8 pictures use "
+                                "a Predictor, which does that" if batch.dtype == np.uint8 else "") + ".")
+        if batch.dtype == np.uint8:
+            raise InputError("the engine takes float32 model input (normalized as the task says), got uint8 pictures: "
+                             "run them through a Predictor (Predictor(engine).predict(picture=...)).")
         for item in batch:
             self.check_item(item)
         return self.runner.infer(np.ascontiguousarray(batch, dtype=np.float32))

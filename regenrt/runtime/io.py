@@ -76,10 +76,28 @@ def decode_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
         raise InputError(f"picture data is corrupt or truncated: {exc}") from None
 
 
-def as_channels(arr: np.ndarray, channels: int, what: str = "picture") -> np.ndarray:
-    """HxW / HxWxC uint8 -> HxWx``channels``; an opaque alpha channel is dropped, anything else mismatching fails."""
+def as_channels(arr, channels: int, what: str = "picture") -> np.ndarray:
+    """HxW / HxWxC uint8 -> HxWx``channels``; an opaque alpha channel is dropped, anything else mismatching fails
+    with the layout that was seen and the one expected."""
+    if isinstance(arr, (str, os.PathLike)):
+        raise InputError(f"{what} is a path ({str(arr)!r}), not an array: read it with Predictor.predict_file("
+                         f"{str(arr)!r}) (or pass the decoded HxWx{channels} uint8 array).")
+    arr = np.asarray(arr)
+    if arr.dtype.kind in "US" and arr.ndim == 0:
+        return as_channels(str(arr), channels, what)
+    if arr.ndim == 4:
+        raise InputError(f"{what} is a stack of {arr.shape[0]} pictures ({'x'.join(map(str, arr.shape))}); one item "
+                         f"takes one HxWx{channels} picture: pass them to Predictor.predict_many([{{'{what}': p}} for "
+                         f"p in stack]).")
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] > 4:
+        raise InputError(f"{what} is channels-first ({'x'.join(map(str, arr.shape))}, CxHxW); a picture is HxWxC "
+                         f"(here {arr.shape[1]}x{arr.shape[2]}x{arr.shape[0]}): pass np.transpose({what}, (1, 2, 0)).")
+    if arr.ndim not in (2, 3):
+        raise InputError(f"{what} has shape {arr.shape}; a picture is HxW or HxWxC ({channels} channel(s)).")
     if arr.dtype != np.uint8:
-        raise InputError(f"{what} must be 8-bit, got {arr.dtype}.")
+        raise InputError(f"{what} must be 8-bit (uint8, 0..255), got {arr.dtype}"
+                         + (": convert a float picture in 0..1 with (x * 255).round().astype(np.uint8)."
+                            if np.issubdtype(arr.dtype, np.floating) else "."))
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.shape[2] in (2, 4) and (arr[..., -1] == 255).all():

@@ -81,6 +81,9 @@ class Predictor:
 
     def predict_file(self, path: str | Path, mask: str | Path | None = None) -> dict[str, np.ndarray]:
         """One item from files (inpainting takes the mask path too)."""
+        if "mask" in self.runtime.inputs and mask is None:
+            raise InputError(f"an {self.engine.task} engine takes a mask beside the picture: "
+                             f"predict_file({str(path)!r}, mask='its_mask.png') (white = the holes to fill).")
         sources = (Path(path),) + ((Path(mask),) if mask is not None else ())
         data = _typed(lambda: self.runtime.decode(Item(Path(path).stem, sources), self.options), Path(path).name)
         return self.predict(**data)
