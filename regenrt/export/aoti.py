@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import ExportError, MissingDependencyError, RegenrtError
 from ..hashing import sha256_file
 from ..records import read_record
+from ..wording import shorten
 
 FORMAT = "regenrt-aoti/1"
 SIDECAR_SUFFIX = ".json"  # model.aoti.pt2 -> model.aoti.pt2.json
@@ -74,7 +75,7 @@ def missing_toolchain(device: str) -> str | None:
 
 
 def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
+    return shorten(str(exc), 200) or type(exc).__name__
 
 
 def _torch_cuda() -> str:

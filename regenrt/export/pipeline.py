@@ -27,6 +27,7 @@ from .. import __version__
 from ..errors import ArchitectureError, ExportError, InputError, MissingPathError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.program import is_program, load_program
+from ..wording import shorten
 from ..models.modes import MODES, with_mode
 from ..runtime.engine import artefact_files
 from ..tasks import get_task, load_sample
@@ -507,7 +508,7 @@ def _fp32_graph(p: _Plan, model, path: Path, log) -> tuple:
         if p.exporter != "torchscript" or p.loaded.onnx_export is not None:
             raise
         if log:
-            log(f"      the TorchScript exporter failed ({str(exc).splitlines()[0][:160]}); exporting with the "
+            log(f"      the TorchScript exporter failed ({shorten(str(exc).splitlines()[0], 160)}); exporting with the "
                 "dynamo exporter instead (--exporter dynamo)")
         return export(model, path, exporter="dynamo", **kwargs), "dynamo"
 

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import CheckpointError, MissingCheckpointError, SecurityWarning, UnsafeCheckpointError, UnsafeTorchError
 from ..hashing import sha256_file
+from ..wording import shorten
 
 # Keys under which training scripts keep the weights, most specific first (pix2pix's own files are plain).
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model_state", "net_G", "netG", "generator", "model",
@@ -110,7 +111,7 @@ def _short(exc: BaseException) -> str:
     specific = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation",
                                                          "Please file an issue"))]
     text = (specific or lines or [type(exc).__name__])[0]
-    return text.replace("WeightsUnpickler error: ", "")[:200]
+    return shorten(text.replace("WeightsUnpickler error: ", ""), 200)
 
 
 def _safetensors_load(path: Path) -> dict[str, torch.Tensor]:

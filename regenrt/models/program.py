@@ -37,6 +37,7 @@ from ..errors import ArchitectureError, CheckpointError, InputError, UnsafeCheck
 from ..hashing import sha256_file
 from .checkpoint import Checkpoint
 from .loading import LoadedModel
+from ..wording import shorten
 from .registry import Architecture
 
 PROGRAM_SUFFIXES = (".pt2", ".onnx")
@@ -134,7 +135,7 @@ def _load_pt2(path: Path, task: str | None, trust_pickle: bool, input_shape) -> 
             program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a truncated archive, another torch's format
         raise CheckpointError(f"{path.name} cannot be read as a torch.export program by torch {torch.__version__} "
-                              f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}). Save it again with "
+                              f"({type(exc).__name__}: {shorten(str(exc), 200)}). Save it again with "
                               f"this torch: {HOW_TO_EXPORT}.") from None
     dims = _dims(program)
     if len(dims) != 4:
@@ -208,7 +209,7 @@ def _load_onnx(path: Path, task: str | None, input_shape, multiple_override: int
         graph = onnx.load(str(path), load_external_data=True)
     except Exception as exc:  # noqa: BLE001 - protobuf errors of many kinds
         raise CheckpointError(f"{path.name} is not a readable ONNX model ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:200]}).") from None
+                              f"{shorten(str(exc), 200)}).") from None
     inputs = [i for i in graph.graph.input if i.name not in {t.name for t in graph.graph.initializer}]
     if len(inputs) != 1:
         raise InputError(f"{path.name} takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); regenrt's "
@@ -262,7 +263,7 @@ def _reference(path: Path) -> OnnxReference:
     try:
         return OnnxReference(path)
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime names the node it cannot take
-        raise InputError(f"ONNX Runtime cannot run {path.name} as given ({' '.join(str(exc).split())[:400]}); "
+        raise InputError(f"ONNX Runtime cannot run {path.name} as given ({shorten(str(exc), 400)}); "
                          "regenrt's engines take what ONNX Runtime and OpenVINO take: re-export the model with "
                          "opset 17-21 and standard operators.") from None
 

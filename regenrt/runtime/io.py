@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..wording import option, shorten
 from .png import decode_png, png_size
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 8000x8000 picture; larger declared sizes are refused before decoding
@@ -35,14 +36,15 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS):
     except Image.DecompressionBombError as exc:  # PIL's own limit fires first for sizes far beyond ours
         found = re.search(r"\((\d+) pixels\)", str(exc))
         count = found.group(1) if found else "too many"
-        raise InputError(f"the picture declares {count} pixels, over the limit of {max_pixels}.") from None
+        raise InputError(f"the picture declares {count} pixels, over the limit of {max_pixels} "
+                         f"({option('max_pixels', count if count != 'too many' else max_pixels * 4)} raises it).") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot open picture: {exc}") from None
     width, height = img.size
     if width * height > max_pixels:
         img.close()
         raise InputError(f"the picture declares {width}x{height} = {width * height} pixels, over the limit of "
-                         f"{max_pixels} (--max-pixels raises it).")
+                         f"{max_pixels} ({option('max_pixels', width * height)} raises it).")
     return img
 
 
@@ -158,7 +160,7 @@ def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             shape, fortran, dtype = read(fh, max_header_size=NPY_MAX_HEADER)
             offset = fh.tell()
         except Exception as exc:  # noqa: BLE001 - a fuzzed header makes NumPy's parser fail in many ways
-            raise InputError(f"not a readable .npy array: malformed header ({exc})"[:300]) from None
+            raise InputError(shorten(f"not a readable .npy array: malformed header ({exc})", 300)) from None
     if dtype.hasobject:
         raise InputError("the .npy array holds Python objects (a pickle): refused; save plain numbers.")
     if dtype.kind not in NPY_KINDS or dtype.itemsize > NPY_MAX_ITEMSIZE or dtype.subdtype is not None:
@@ -167,8 +169,8 @@ def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     planes = math.prod(dims[:-2]) if len(dims) > 2 else 1
     pixels = dims[-2] * dims[-1] if len(dims) >= 2 else math.prod(dims)
     if pixels > max_pixels or planes > 4:
-        raise InputError(f"the .npy array is {'x'.join(map(str, dims))}: more than --max-pixels {max_pixels} "
-                         "per plane (or more than 4 planes); refused before loading.")
+        raise InputError(f"the .npy array is {'x'.join(map(str, dims))}: more than {max_pixels} pixels per plane "
+                         f"(or more than 4 planes); refused before loading ({option('max_pixels', pixels)} allows it).")
     size = path.stat().st_size - offset
     needed = math.prod(dims) * dtype.itemsize
     if size < needed:
@@ -178,7 +180,7 @@ def load_npy_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     except MemoryError:
         raise InputError(f"not enough memory to load a {'x'.join(map(str, dims))} {dtype} array.") from None
     except Exception as exc:  # noqa: BLE001 - whatever NumPy raises on a bad file is this file's problem
-        raise InputError(f"not a readable .npy array ({exc})"[:300]) from None
+        raise InputError(shorten(f"not a readable .npy array ({exc})", 300)) from None
     return arr
 
 

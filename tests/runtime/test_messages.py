@@ -69,3 +69,15 @@ def test_when_every_item_fails_for_one_reason_the_console_says_it_once(deeplab_e
                        tmp_path / "o", "-q")
     assert result.returncode == 8 and len(errors_csv(tmp_path / "o")) == 3
     assert "every item failed for the same reason" in result.stderr and "--from-image" in result.stderr
+
+
+def test_messages_reaching_python_name_the_python_argument_and_are_never_cut_mid_word(deeplab_engine_dir, tmp_path):
+    from regenrt.wording import shorten
+
+    save_png(tmp_path / "p.png", np.zeros((32, 32), np.uint8))
+    with pytest.raises(InputError, match=r"--from-image \(Python: RunOptions\(from_image=True\)\)"):
+        Predictor(Engine.load(deeplab_engine_dir / "model.onnx")).predict_file(tmp_path / "p.png")
+    text = "the engine could not run because the file is corrupted. This happens when a copy is interrupted"
+    short = shorten(text, 60)
+    assert len(short) <= 60 and short.endswith(" …") and short[:-2] == text[:len(short) - 2]
+    assert text[len(short) - 2] == " "  # cut at a word boundary

@@ -17,6 +17,7 @@ import numpy as np
 from ...errors import InputError, MissingPathError, RegenrtError
 from ...kernels.reference import feather_alpha
 from ...runtime import sizes
+from ...wording import option
 from ...runtime.device import NON_FINITE, DeviceTask, bad_items, cuda_kernels, on_device
 from ...runtime.io import as_channels, decode_image
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
@@ -118,8 +119,8 @@ def _prepare(data: dict[str, Any], engine, options: RunOptions, model_input: boo
             # binary: 0 and one other value, or a single value (no np.unique: ~5x cost)
             if lo != hi and (lo != 0 or np.count_nonzero((mask != lo) & (mask != hi))):
                 values = np.unique(mask)
-                raise InputError(f"the mask is not binary (values {values[:6].tolist()}…); pass --soft-mask to "
-                                 "blend by its values.")
+                raise InputError(f"the mask is not binary (values {values[:6].tolist()}…); pass "
+                                 f"{option('soft_mask')} to blend by its values.")
             mask = np.where(mask != 0, 255, 0).astype(np.uint8)
     require(min(picture.shape[:2]) >= 1, "the picture is empty: nothing to run the engine on.")
     layout = plan(mask, engine, options)

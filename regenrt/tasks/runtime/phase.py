@@ -15,6 +15,7 @@ import numpy as np
 from ...errors import InputError
 from ...kernels.reference import fourier_phase
 from ...runtime import sizes
+from ...wording import option
 from ...runtime.device import NON_FINITE, DeviceTask, cuda_kernels, on_device
 from ...runtime.io import decode_image, load_npy_checked, native_float
 from .base import (Item, Prepared, RunOptions, TaskRuntime, list_files, picture_suffixes, register_runtime,
@@ -42,8 +43,8 @@ def _decode(item: Item, options: RunOptions) -> dict[str, Any]:
         require(pic.ndim == 2 or pic.shape[2] in (1, 3, 4), f"unexpected picture shape {pic.shape}.")
         return {"phase": fourier_phase(pic if pic.ndim == 2 else pic[..., :3])}
     require(pic.dtype == np.uint16 and pic.ndim == 2,
-            "an 8-bit or colour picture is not a phase encoding: pass --from-image to use its Fourier phase, or "
-            "give 16-bit grayscale phase encodings or .npy phase maps.")
+            f"an 8-bit or colour picture is not a phase encoding: pass {option('from_image')} to use its "
+            "Fourier phase, or give 16-bit grayscale phase encodings or .npy phase maps.")
     return {"phase": pic.astype(np.float64) / 65535.0 * 2 * np.pi - np.pi}
 
 
@@ -83,7 +84,7 @@ def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
     if need > budget:  # over one call's budget it runs alone (its batch fills up); over this it cannot run at all
         raise InputError(f"the phase map has {need / 1e6:.1f} MP (padded), more than this machine can run in one "
                          f"call ({budget / 1e6:.1f} MP{'' if options.max_batch_pixels else ', from the memory available'}"
-                         f"); a phase map cannot be tiled: pass --max-batch-pixels {need} to run it anyway (about "
+                         f"); a phase map cannot be tiled: pass {option('max_batch_pixels', need)} to run it anyway (about "
                          f"{need * sizes.BYTES_PER_PIXEL / 2**30:.1f} GB)")
     return layout
 
