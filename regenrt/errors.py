@@ -100,20 +100,22 @@ class EnvironmentFault(RegenrtError):
         self.summary = summary
 
 
-EXIT_CODES = {
+EXIT_CODES = {  # the one source of `--help`'s epilogs and docs/exit-codes.md (tests/test_docs.py compares them)
     0: "success",
-    1: "unexpected internal error (please report it with the traceback from REGENRT_DEBUG=1)",
+    1: "unexpected internal error (re-run with REGENRT_DEBUG=1 for the traceback, and report it)",
     2: "usage error (bad arguments, a path that does not exist — checkpoint, --engine, --input, --masks, --boxes, "
        "--samples —, an input folder with nothing to run, unknown names)",
-    3: "checkpoint or architecture problem (unreadable, unsafe, unknown or ambiguous)",
+    3: "checkpoint or architecture problem (unreadable, unsafe, unknown, ambiguous, mismatching)",
     4: "parity gate failed: an artefact drifted from PyTorch and was not published",
-    5: "export failed (ONNX export, FP16 conversion or onnx.checker)",
+    5: "export failed (ONNX export, FP16 conversion, onnx.checker)",
     6: "an optional dependency is missing (the message names the pip extra)",
     7: "an input or sample file is unusable (the message names the file and the fix)",
-    8: "partial: some items failed (run-infer; listed in OUTPUT/errors.csv)",
-    9: "the output directory is in use by another run",
-    10: "the environment stopped the run (disk full, I/O error, read-only or over-quota file system, output "
-        "directory gone, engine failing on every batch, out of memory): done items are kept, a re-run completes "
-        "the rest",
-    130: "interrupted (Ctrl-C); nothing was published under a final name",
+    8: "run-infer: partial — some items failed (listed in OUTPUT/errors.csv)",
+    9: "run-infer: the output directory is in use by another run",
+    10: "run-infer: the environment or the engine stopped the run — disk full, I/O error, read-only or over-quota "
+        "file system, output directory gone, out of memory on a single item, a sticky GPU error (illegal memory "
+        "access, device-side assert, launch failure), the engine failing on every item of 3 batches in a row (no "
+        "item is blamed for the engine's faults); done items are kept, a re-run completes the rest",
+    130: "interrupted (Ctrl-C): export-engine publishes nothing under a final name; run-infer keeps every finished "
+         "item and a re-run resumes",
 }

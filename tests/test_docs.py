@@ -116,3 +116,12 @@ def test_the_python_examples_run_as_written(inpainting_folder, page):
         for block in blocks:  # one namespace: a page's later blocks may use what earlier ones made
             exec(compile(block, f"{page} example", "exec"), namespace)
     assert (inpainting_folder / "engine" / "engine.json").exists()
+
+
+def test_the_exit_code_table_is_the_one_every_help_prints():
+    from regenrt.cli.common import exit_codes_epilog, exit_codes_markdown
+    from regenrt.errors import EXIT_CODES
+
+    assert exit_codes_markdown() in (ROOT / "docs" / "exit-codes.md").read_text()
+    assert "keeps every finished item" in EXIT_CODES[130] and "3 batches in a row" in EXIT_CODES[10]
+    assert all(text in exit_codes_epilog() for text in EXIT_CODES.values())

@@ -17,6 +17,11 @@ def exit_codes_epilog() -> str:
     return "\n".join(lines)
 
 
+def exit_codes_markdown() -> str:
+    """The table of docs/exit-codes.md, from the same data as every --help."""
+    return "\n".join(["| code | meaning |", "|---|---|", *(f"| {code} | {text} |" for code, text in EXIT_CODES.items())])
+
+
 def config_value(text: str):
     """``12`` -> 12, ``true`` -> True, ``6,12,18`` -> [6, 12, 18], anything else stays a string."""
     try:

@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--cpu-engine", choices=["auto", "onnxruntime", "openvino"], default="auto",
                         help="the engine recorded in engine.json for `run-infer --engine DIR`: auto = also convert to "
                              "OpenVINO IR when OpenVINO is installed (BF16 inference where the CPU has BF16) and pick "
-                             "the fastest artefact that passed the parity gate, timed here at batch 1 (default auto)")
+                             "among the artefacts that passed the parity gate, timed here: the engine run-infer runs "
+                             "by throughput at --run-batch (default 8), and beside it the batch-1 engine "
+                             "(lowest latency, what Engine.load(DIR) runs one request at a time) (default auto)")
     export.add_argument("--int8", choices=["auto", "on", "off"], default="auto",
                         help="OpenVINO INT8 candidate by NNCF post-training quantization, calibrated on task inputs "
                              "and --samples; judged by the same gate, chosen only when it passes and is fastest; "
@@ -124,9 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                            f"--samples' calibration half (default {CALIBRATION_SAMPLES})")
     gate.add_argument("--fp32-tol", type=float, default=1e-4,
                       help="FP32: max abs error / reference range (default 1e-4)")
-    gate.add_argument("--min-psnr", type=float, default=40.0, help="FP16 image outputs: minimum PSNR dB (default 40)")
+    gate.add_argument("--min-psnr", type=float, default=40.0,
+                      help="FP16, BF16 and INT8 artefacts, image outputs: minimum PSNR dB on the worst picture "
+                           "(default 40; INT8 must clear it by a 0.25 dB guard band)")
     gate.add_argument("--min-argmax", type=float, default=0.995,
-                      help="FP16 segmentation: minimum argmax agreement (default 0.995)")
+                      help="FP16, BF16 and INT8 artefacts, segmentation: minimum argmax agreement on the worst picture "
+                           "(default 0.995; INT8 must clear it by 0.1 %%)")
     gate.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs (default 0)")
     out = parser.add_argument_group("output")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
