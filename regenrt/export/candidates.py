@@ -258,5 +258,25 @@ def _build_aoti_cpu(ctx: BuildContext, c: Candidate) -> Path | None:
 register_candidate(Candidate("aoti-cpu", "model.aoti-cpu.pt2", "aoti", "export", lambda ctx: "fp32", _build_aoti_cpu))
 
 
+def not_built_reason(ctx: BuildContext, c: Candidate) -> str:
+    """Why ``c`` was not built for this model on this machine, in words (the same conditions its builder checks)."""
+    int8 = c.precision(ctx) == "int8"
+    if c.key == "aoti-cpu":
+        return "asked with --cpu-aoti only"
+    if c.key == "fp16" and "fp16" not in ctx.precisions:
+        return "--precision fp32"
+    if c.backend == "openvino" and not ctx.openvino:
+        return "OpenVINO not installed, or --cpu-engine onnxruntime"
+    if int8 and not ctx.int8:
+        return "no INT8 candidates (--int8 off, NNCF not installed, or this CPU runs no INT8)"
+    if c.graph != "export" and ctx._graphs.get(c.graph, "unset") is None:
+        return f"the {c.graph} pass finds nothing to rewrite in this model"
+    if (c.key.endswith("bf16") or c.graph == "resize-matmul") and native_precision() == "fp32":
+        return "this CPU runs no BF16 (OpenVINO reports fp32 as its best precision)"
+    if c.key.endswith("bf16"):
+        return "its INT8 IR was not built"
+    return "nothing to build for this model"
+
+
 def candidates_for(ctx: BuildContext) -> list[Candidate]:
     return list_candidates()

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..runtime.proof import check_claim, format_shares
+from ..runtime.proof import check_claim, check_name, format_shares
 from .gpu import GPU_ARTEFACTS, open_for_gate
 from .parity import Tolerances, compare, judge
 
@@ -75,7 +75,7 @@ def gate_one(kind: str, path: Path, precision: str, cases, references, metric: s
     if proof is not None:
         entry["proof"] = proof
         entry["executes"] = proof["executes"]
-        entry["claim_broken"] = check_claim(precision, proof)
+        entry["claim_broken"] = check_claim(precision, proof) or check_name(path.name, proof)
     return rows, runner, entry
 
 

@@ -31,7 +31,7 @@ from ..wording import shorten
 from ..models.modes import MODES, with_mode
 from ..runtime.engine import artefact_files
 from ..tasks import get_task, load_sample
-from .candidates import BuildContext, Candidate, artefact_names, candidates_for
+from .candidates import BuildContext, Candidate, artefact_names, candidates_for, not_built_reason
 from .gate import run_gate
 from .gpu import no_gpu_engine, GPU_ARTEFACTS, GpuOptions, build_gpu_artefact, record_parity, resolve_gpu_engine
 from .metadata import embed_metadata
@@ -411,10 +411,12 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         path = candidate.build(ctx, candidate)
         if path is not None:
             built[candidate.key] = (candidate, path)
-    skipped = [c.key for c in candidates_for(ctx) if c.key not in built]
+    skipped = [c for c in candidates_for(ctx) if c.key not in built]
     if skipped and steps.log:
-        steps.log(f"      not built (nothing to build for this model or machine: a graph pass that rewrites nothing, "
-                  f"OpenVINO/NNCF absent or INT8 off, no BF16 on this CPU): {', '.join(skipped)}")
+        reasons: dict[str, list[str]] = {}
+        for c in skipped:
+            reasons.setdefault(not_built_reason(ctx, c), []).append(c.key)
+        steps.log("      not built: " + "; ".join(f"{', '.join(keys)} ({why})" for why, keys in reasons.items()))
     paths = {key: path for key, (_, path) in built.items()}
     precision_of = {key: c.precision(ctx) for key, (c, _) in built.items()}
 
@@ -434,10 +436,16 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     gate = run_gate(paths, precision_of, built, ctx, cases, references, task_obj.metric, p.tolerances, steps.log,
                     extra=extra)
     rows, failed = gate.rows, gate.failed
-    worst = min(rows, key=lambda r: r["margin"])
     hard = sorted(k for k in failed if k not in gate.optional)
+    refused = {paths[k].name for k in failed}
+    kept = [r for r in rows if r["artefact"] not in refused]
+    # "worst" is of what the export stands behind (a refused optional candidate is listed apart, in "refused");
+    # when the export fails, of everything judged
+    worst = min(kept if kept and not hard else rows, key=lambda r: r["margin"])
     report = {"passed": not hard,
               "tolerances": p.tolerances.as_dict(), "metric": task_obj.metric, "rows": rows, "worst": worst,
+              "refused": {name: min((r for r in rows if r["artefact"] == name), key=lambda r: r["margin"])
+                          for name in sorted(refused)},
               "checkpoint_sha256": p.ckpt.sha256, "candidates": gate.summary}
     for kind, path in paths.items():  # fingerprinted artefacts (TensorRT, AOTInductor) carry the gate's verdict
         record_parity(kind, path, _finite([r for r in rows if r["artefact"] == path.name]), kind not in failed)

@@ -59,6 +59,19 @@ def check_claim(claim: str, proof: dict) -> str | None:
     return f"claims {claim} but its heavy layers execute as {parts} of MACs ({proof.get('source')})"
 
 
+def check_name(name: str, proof: dict) -> str | None:
+    """The executed-precision rule applied to the artefact's name: an INT8 IR named ``…int8-bf16…`` promises that
+    its unquantized layers run BF16; None when most of their MACs do, else a sentence saying what runs instead."""
+    if "bf16" not in name or "int8" not in name:
+        return None
+    share = proof.get("mac_share") or proof.get("layer_share") or {}
+    rest = {k: v for k, v in share.items() if k != "int8"}
+    if not rest or rest.get("bf16", 0.0) >= sum(rest.values()) / 2:
+        return None
+    return (f"named for BF16 in its unquantized layers, but they execute as {format_shares(rest)} of MACs "
+            f"(all layers: {format_shares(share)}; {proof.get('source')})")
+
+
 def format_shares(shares: dict[str, float]) -> str:
     """``{"int8": 0.996, "fp32": 0.004}`` -> ``"int8 100%, fp32 <1%"``: largest first, none shown as 0 % (a share
     that exists is never printed as nothing), exact zeros left out."""
