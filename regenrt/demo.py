@@ -138,6 +138,48 @@ def train(model: nn.Module, task: str, seconds: float, seed: int = 0, log=None, 
     return record
 
 
+def contact_sheet(task: str, directory: str | Path, rows: int = 4) -> Path:
+    """``sheet.png``: for the first ``rows`` items, the input (with its holes greyed for inpainting), the output and
+    what it should be, side by side."""
+    import numpy as np
+    from PIL import Image
+
+    directory = Path(directory)
+    names = sorted(p.name for p in (directory / "inputs").iterdir())[:rows]
+    tiles = []
+    for name in names:
+        stem = Path(name).stem
+        if task == "phase-recovery":
+            shown = np.load(directory / "inputs" / name)
+            shown = ((shown + np.pi) / (2 * np.pi) * 255).astype(np.uint8)
+            out, truth = f"{stem}.png", f"{stem}.png"
+        else:
+            shown = np.asarray(Image.open(directory / "inputs" / name).convert("RGB")).copy()
+            out = f"{stem}.png" if task == "inpainting" else f"{stem}_overlay.png"
+            truth = f"{stem}.png" if task == "inpainting" else f"{stem}_label.png"
+            if task == "inpainting":
+                mask = np.asarray(Image.open(directory / "masks" / f"{stem}_mask.png")) > 0
+                shown[mask] = 128
+        row = [_rgb(shown)]
+        for folder, file in (("outputs", out), ("truth", truth)):
+            path = directory / folder / file
+            row.append(_rgb(np.asarray(Image.open(path))) if path.exists() else np.zeros_like(row[0]))
+        tiles.append(np.concatenate(row, axis=1))
+    sheet = directory / "sheet.png"
+    if tiles:
+        Image.fromarray(np.concatenate(tiles, axis=0)).save(sheet)
+    return sheet
+
+
+def _rgb(arr):
+    import numpy as np
+
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        arr = (arr / max(1, arr.max()) * 255).astype(np.uint8)
+    return np.repeat(arr[..., None], 3, 2) if arr.ndim == 2 else arr[..., :3]
+
+
 def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int | None = None, seed: int = 0) -> dict:
     """Write ``n`` inputs for ``task`` under ``directory`` (``size`` x ``size``; default 128 for the inpainting
     demo, whose unet_128 takes 128 x 128 only, else 256) and return the run-infer options they need."""
@@ -151,16 +193,26 @@ def make_demo_inputs(task: str, directory: str | Path, n: int = 16, size: int | 
     size = size or (128 if DEMOS[task][0] == "unet_128" else 256)
     inputs = directory / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
+    truth = directory / "truth"  # what each output should be, beside it
+    truth.mkdir(exist_ok=True)
     if task == "phase-recovery":
         pictures = synthetic_pictures(n, size, size, 1, seed=seed)
+        labels = None
     else:  # the kind of pictures the demo models are trained on (other seeds than training's)
-        pictures = labelled_scenes(n, size, size, seed=seed + 777)[0]
+        pictures, labels = labelled_scenes(n, size, size, seed=seed + 777)[:2]
     if task == "phase-recovery":
         for i, pic in enumerate(pictures):
             np.save(inputs / f"phase_{i:03d}.npy", fourier_phase(pic))
+            Image.fromarray(pic).save(truth / f"phase_{i:03d}.png")  # the picture whose phase it is
         return {}
     for i, pic in enumerate(pictures):
         Image.fromarray(pic).save(inputs / f"picture_{i:03d}.png")
+        if task == "inpainting":
+            Image.fromarray(pic).save(truth / f"picture_{i:03d}.png")  # the picture before its holes
+        else:
+            from .tasks.runtime.segmentation import PALETTE
+
+            Image.fromarray(PALETTE[labels[i]]).save(truth / f"picture_{i:03d}_label.png")
     if task == "segmentation":
         return {}
     masks, _ = box_masks(n, size, size, boxes=HOLES[0], seed=seed + 1, side=HOLES[1])

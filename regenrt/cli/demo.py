@@ -36,7 +36,10 @@ def _demo(args: argparse.Namespace) -> int:
     summary = run_directory(engine, root / "inputs", root / "outputs", RunOptions(batch_size=4, **extra),
                             progress=True)
     print(summary.text())
-    print(f"outputs in {root / 'outputs'}")
+    from ..demo import contact_sheet
+
+    sheet = contact_sheet(args.task, root)
+    print(f"outputs in {root / 'outputs'}; what they should be in {root / 'truth'}; side by side: {sheet}")
     if args.train_seconds > 0:
         print(WHAT_TO_EXPECT[args.task])
     return 0 if not summary.failed else 8
@@ -56,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Make a demo checkpoint (a small model trained for a minute on procedural pictures), export it "
                     "with the parity gate, then run the engine export chose over generated inputs with run-infer's "
                     "pipeline. Everything goes to OUTPUT/<task>/ (checkpoint, engine/, inputs/, masks/, outputs/).")
-    parser.add_argument("task", nargs="?", default="phase-recovery",
-                        choices=["phase-recovery", "inpainting", "segmentation"], help="default phase-recovery")
+    parser.add_argument("task", nargs="?", default="inpainting",
+                        choices=["inpainting", "segmentation", "phase-recovery"],
+                        help="default inpainting (holes filled; segmentation: labelled shapes; phase-recovery: the "
+                             "export path, its outputs are not yet pictures after a minute of training)")
     parser.add_argument("-o", "--output", default="regenrt-demo",
                         help="directory for everything, one folder per task inside (default ./regenrt-demo)")
     parser.add_argument("--train-seconds", type=float, default=60.0,

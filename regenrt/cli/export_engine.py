@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a torch.export program (.pt2) or an ONNX file (.onnx)")
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output directory (default: ./<checkpoint stem>_engine; demo: ./regenrt-demo)")
-    parser.add_argument("--demo", nargs="?", const="phase-recovery", choices=["phase-recovery", "inpainting",
-                                                                              "segmentation"],
-                        help="make a demo checkpoint for this task (default phase-recovery) and export it")
+    parser.add_argument("--demo", nargs="?", const="inpainting", choices=["inpainting", "segmentation",
+                                                                          "phase-recovery"],
+                        help="make a demo checkpoint for this task (default inpainting) and export it")
     model = parser.add_argument_group("model (detected from the checkpoint; flags override)")
     model.add_argument("--arch", help=f"architecture or alias: {', '.join(list_architectures())}")
     model.add_argument("--task", choices=list_tasks(),

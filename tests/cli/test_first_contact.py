@@ -106,13 +106,19 @@ def test_doctor_readme_and_pyproject_agree_on_extras():
 
 
 def test_demo_runs_the_engine_export_chose(tmp_path):
-    result = _run("regenrt.cli.demo", "inpainting", "-o", tmp_path / "demo", "--items", "3", "--train-seconds", "0")
+    """The default demo is inpainting (what shows the product); beside its outputs, what they should be (truth/)
+    and one side-by-side sheet."""
+    result = _run("regenrt.cli.demo", "-o", tmp_path / "demo", "--items", "3", "--train-seconds", "0")
     assert result.returncode == 0, result.stderr
     chosen = json.loads((tmp_path / "demo" / "inpainting" / "engine" / "engine.json").read_text())["engine"]
     assert f"{chosen}:" in result.stderr and "the engine export chose (engine.json)" in result.stderr
     assert "argmax" not in result.stdout.split("parity gate passed")[0]  # no class-map column for a picture
     for png in (tmp_path / "demo" / "inpainting" / "outputs").glob("*.png"):
         assert np.asarray(Image.open(png)).std() > 5  # visibly not blank
+    truth = sorted(p.name for p in (tmp_path / "demo" / "inpainting" / "truth").iterdir())
+    assert truth == sorted(p.name for p in (tmp_path / "demo" / "inpainting" / "outputs").glob("*.png"))
+    sheet = np.asarray(Image.open(tmp_path / "demo" / "inpainting" / "sheet.png"))
+    assert sheet.shape == (3 * 128, 3 * 128, 3) and "sheet.png" in result.stdout
 
 
 def test_one_line_for_fixture_tests_without_shared(tmp_path):

@@ -81,3 +81,13 @@ def test_messages_reaching_python_name_the_python_argument_and_are_never_cut_mid
     short = shorten(text, 60)
     assert len(short) <= 60 and short.endswith(" …") and short[:-2] == text[:len(short) - 2]
     assert text[len(short) - 2] == " "  # cut at a word boundary
+
+
+def test_the_segmentation_overlay_leaves_the_background_as_it_is():
+    from regenrt.tasks.runtime.segmentation import PALETTE, _overlaid
+
+    picture = np.full((4, 4, 3), 200, np.uint8)
+    labels = np.zeros((4, 4), np.uint8)
+    labels[0, 0] = 1
+    overlay = _overlaid(picture, labels, PALETTE[labels])["_overlay.png"]
+    assert np.array_equal(overlay[1:], picture[1:]) and not np.array_equal(overlay[0, 0], picture[0, 0])

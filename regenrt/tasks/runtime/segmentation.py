@@ -127,7 +127,11 @@ def _finish(prepared: Prepared, output: np.ndarray, options: RunOptions) -> dict
 
 
 def _overlaid(picture: np.ndarray, labels: np.ndarray, colours: np.ndarray) -> dict[str, np.ndarray]:
+    """The label map, and the picture with each labelled pixel blended half with its class colour; background
+    (label 0) is left as it is, so the picture keeps its brightness where nothing was found."""
     overlay = ((picture.astype(np.uint16) + colours) // 2).astype(np.uint8)
+    background = labels == 0
+    overlay[background] = picture[background]
     return {"_label.png": labels, "_overlay.png": overlay}
 
 
