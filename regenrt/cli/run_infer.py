@@ -105,6 +105,13 @@ def _run(args: argparse.Namespace) -> int:
     from ..kernels import get_kernels
     from ..runtime import Engine, RunOptions, run_directory
 
+    from ..errors import MissingPathError
+
+    if not Path(args.input).is_dir():  # before the engine loads (seconds, and its banner): the cheap checks first
+        raise MissingPathError(f"--input {args.input!r} does not exist or is not a directory; give the folder of "
+                               "inputs.")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise MissingPathError(f"--output {args.output!r} is a file; give a directory (created if missing).")
     engine = Engine.load(args.engine, device=args.device, mode="throughput")
     _check_task_options(args, engine)
     if not args.quiet:

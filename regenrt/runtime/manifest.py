@@ -36,15 +36,23 @@ class OutputLock:
     def __enter__(self) -> "OutputLock":
         from .io import open_no_follow
 
-        self.fh = os.fdopen(open_no_follow(self.path, os.O_RDWR | os.O_CREAT), "r+")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "another process"
+        while True:
+            self.fh = os.fdopen(open_no_follow(self.path, os.O_RDWR | os.O_CREAT), "r+")
+            try:
+                fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.fh.seek(0)
+                holder = self.fh.read().strip() or "another process"
+                self.fh.close()
+                raise BusyError(f"another run-infer ({holder}) is writing to {self.path.parent}; wait for it or use "
+                                "another --output directory.") from None
+            try:  # the file a finishing run removed while we waited for it: lock the one now at the path
+                if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self.fh.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
             self.fh.close()
-            raise BusyError(f"another run-infer ({holder}) is writing to {self.path.parent}; wait for it or use "
-                               "another --output directory.") from None
         self.fh.seek(0)
         self.fh.truncate()
         self.fh.write(f"pid {os.getpid()}")
@@ -52,6 +60,11 @@ class OutputLock:
         return self
 
     def __exit__(self, *exc) -> None:
+        """The lock file goes with the run (removed while still locked; a run waiting on it locks a new one)."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only or vanished directory: the lock is released all the same
         fcntl.flock(self.fh, fcntl.LOCK_UN)
         self.fh.close()
 

@@ -319,7 +319,9 @@ class _Run:
                       f"{ERRORS_NAME}", ENGINE_ADVICE)
 
     def drain_writes(self, writes: deque, keep: int) -> None:
-        while len(writes) > keep:
+        """Collect finished writes: all beyond ``keep`` (waiting for them), and any already done at the head (so the
+        progress bar moves as items finish, not only when the queue is full)."""
+        while writes and (len(writes) > keep or writes[0][1].done()):
             item_id, future = writes.popleft()
             error = future.result()
             if error is STOPPED:
@@ -390,6 +392,7 @@ class _Run:
         for item_id, future in writes:
             if future.done() and not future.cancelled() and future.result() is None:
                 self.summary.done += 1
+                self.progress.update(1)  # the bar says what is kept when the run was interrupted
 
     def _batch_limit(self) -> int:
         """The batch size to dispatch at: ``batch_size``, except for the last ``requests`` batches of the run, which

@@ -16,7 +16,7 @@ def test_help_documents_every_flag_and_exit_code():
     for action in build_parser()._actions:
         for flag in action.option_strings:
             assert flag in result.stdout
-    for code in ("  8  partial", "  9  ", "130"):
+    for code in ("  8  run-infer: partial", "  9  ", "130"):
         assert code in result.stdout
     for kind in ("engine.json", ".onnx", ".xml", ".engine"):  # every artefact kind Engine.load opens
         assert kind in result.stdout

@@ -91,3 +91,18 @@ def test_the_segmentation_overlay_leaves_the_background_as_it_is():
     labels[0, 0] = 1
     overlay = _overlaid(picture, labels, PALETTE[labels])["_overlay.png"]
     assert np.array_equal(overlay[1:], picture[1:]) and not np.array_equal(overlay[0, 0], picture[0, 0])
+
+
+def test_run_infer_checks_its_folders_before_loading_the_engine_and_leaves_no_lock_behind(deeplab_engine_dir,
+                                                                                         tmp_path):
+    from regenrt.runtime.manifest import LOCK_NAME
+
+    missing = run_infer("--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "nope", "--output",
+                        tmp_path / "o")
+    assert missing.returncode == 2 and "--input" in missing.stderr and "task=" not in missing.stderr  # no banner
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "a.npy", np.zeros((32, 32)))
+    done = run_infer("--engine", deeplab_engine_dir / "model.onnx", "--input", tmp_path / "in", "--output",
+                     tmp_path / "o", "-q")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "o" / LOCK_NAME).exists() and (tmp_path / "o" / "a.png").exists()
