@@ -130,7 +130,9 @@ def _native_candidates(smp, want: dict[str, tuple]) -> list[str]:
 
 
 def _cache_file(name: str) -> Path:
-    return Path(os.environ.get("REGENRT_CACHE_DIR", Path.home() / ".cache" / "regenrt")) / name
+    from ..runtime.disk_cache import cache_root
+
+    return cache_root() / name
 
 
 def _read_json(path: Path) -> dict:

@@ -45,9 +45,11 @@ def import_openvino():
 
 
 def cache_dir() -> Path:
-    """Where compiled models are cached: $REGENRT_CACHE_DIR, else $XDG_CACHE_HOME/regenrt, else ~/.cache/regenrt."""
-    root = os.environ.get("REGENRT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "regenrt"
-    return Path(root) / "openvino"
+    """Where compiled models are cached: $REGENRT_CACHE_DIR, else $XDG_CACHE_HOME/regenrt, else ~/.cache/regenrt
+    (bounded in bytes: regenrt.runtime.disk_cache)."""
+    from ..disk_cache import cache_root
+
+    return cache_root() / "openvino"
 
 
 def cpu_precisions() -> list[str]:
@@ -251,7 +253,10 @@ class OpenVinoRunner:
         _check_weights(self.path)
         core = ov.Core()
         if cache:
+            from ..disk_cache import prune
+
             cache_dir().mkdir(parents=True, exist_ok=True)
+            prune(cache_dir())  # least recently used compiled models go before this one may add its own
             core.set_property({"CACHE_DIR": str(cache_dir())})
         self.metadata = read_metadata(self.path)
         precision = precision or self.metadata.get("precision", "fp32")
