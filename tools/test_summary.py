@@ -55,7 +55,9 @@ def summarize(paths: list[Path]) -> tuple[str, bool]:
     counts = {k: sum(v == k for v in merged.values()) for k in RANK}
     ok = ok and counts["failed"] == 0
     line = (f"{'PASSED' if ok else 'FAILED'}: {counts['passed']} passed, {counts['skipped']} skipped, "
-            f"{counts['failed']} failed in {total_s / 60:.1f} min — " + "; ".join(parts))
+            f"{counts['failed']} failed in {total_s / 60:.1f} min — {len(merged)} distinct tests, each counted once "
+            "(a test of both environments counts once: failed if it failed in either, else passed if it passed in "
+            "either); per environment: " + "; ".join(parts))
     return line, ok
 
 

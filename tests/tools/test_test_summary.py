@@ -23,6 +23,7 @@ def test_a_test_skipped_in_one_environment_and_passed_in_the_other_counts_once_a
     line, ok = summarize([main, serving])
     assert ok and line.startswith("PASSED: 2 passed, 1 skipped, 0 failed in 2.0 min")
     assert "main (numpy 2.3.5): 1 passed, 2 skipped" in line and "serving (numpy 1.26.4): 1 passed" in line
+    assert "3 distinct tests, each counted once" in line  # the per-environment counts add up to more
 
 
 def test_a_failure_or_error_anywhere_fails_and_a_missing_report_fails(tmp_path):
