@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "file system every worker sees")
     scale.add_argument("--ray-actors", type=int, default=1, metavar="N",
                        help="Ray actors, each loading the engine once (default 1; one GPU each with --device cuda)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write OUTPUT/report.html: counts, throughput and stage times, every error with "
+                             "its reason, and a contact sheet of inputs beside their outputs (one self-contained "
+                             "file, opens offline)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -133,6 +137,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         summary = run_directory(engine, args.input, args.output, options, progress=not args.quiet)
     print(summary.text())
+    if args.report:
+        from ..report.run_page import write_run_report
+
+        page = write_run_report(Path(args.output) / "report.html", summary, Path(args.input), Path(args.output),
+                                engine.task, options, engine.path.name)
+        print(f"report: {page}")
     if summary.interrupted:
         print("run-infer: interrupted; completed items are recorded and a re-run resumes.", file=sys.stderr)
         return 130

@@ -32,6 +32,9 @@ class GateResult:
     optional: set[str] = field(default_factory=set)
     runners: dict = field(default_factory=dict)  # the GPU artefacts' runners (their engine record reuses them)
     summary: dict[str, dict] = field(default_factory=dict)  # key -> artefact, precision, margin, proof, ...
+    # key -> {"generated": worst picture, "samples": worst of the user's --samples (if any)}: each a dict of the
+    # case's name, the item's input, PyTorch's output and the artefact's (for export's report.html)
+    pictures: dict[str, dict] = field(default_factory=dict)
 
 
 def _open(kind: str, path: Path):
@@ -59,14 +62,17 @@ def _proof(runner, x: np.ndarray) -> dict | None:
 def gate_one(kind: str, path: Path, precision: str, cases, references, metric: str, tol: Tolerances,
              label: str = "") -> tuple[list[dict], object, dict]:
     runner = _open(kind, path)
-    rows = []
+    rows, worst = [], {}
     for (case, x), ref in zip(cases, references):
-        row = {"artefact": path.name, "precision": precision, "case": case, "output": "output",
-               **compare(ref, runner.infer(x))}
+        out = runner.infer(x)
+        row = {"artefact": path.name, "precision": precision, "case": case, "output": "output", **compare(ref, out)}
         if label:
             row["variant"] = label
         row["passed"], row["criterion"], row["margin"] = judge(row, precision, metric, tol)
         rows.append(row)
+        group = "samples" if case.startswith("sample ") else "generated"
+        if group not in worst or row["margin"] < worst[group]["margin"]:
+            worst[group] = _picture(case, x, ref, out, row["margin"], metric)
     proof = _proof(runner, cases[1][1])
     entry = {"artefact": path.name, "precision": precision, "passed": all(r["passed"] for r in rows),
              "margin": min(r["margin"] for r in rows), "worst_criterion": min(rows, key=lambda r: r["margin"])["criterion"]}
@@ -76,7 +82,19 @@ def gate_one(kind: str, path: Path, precision: str, cases, references, metric: s
         entry["proof"] = proof
         entry["executes"] = proof["executes"]
         entry["claim_broken"] = check_claim(precision, proof) or check_name(path.name, proof)
+    entry["_pictures"] = worst  # popped by run_gate into GateResult.pictures (arrays: never in parity.json)
     return rows, runner, entry
+
+
+def _picture(case: str, x, ref, out, margin: float, metric: str) -> dict:
+    """The item of a case where the artefact is furthest from PyTorch: its input and both outputs."""
+    if metric == "segmentation":
+        error = [float(np.mean(r.argmax(0) != o.argmax(0))) for r, o in zip(ref, out)]
+    else:
+        error = [float(np.abs(np.asarray(o, np.float64) - r).max()) for r, o in zip(ref, out)]
+    i = int(np.argmax(error))
+    return {"case": case, "item": i, "margin": margin, "input": np.asarray(x[i], np.float32),
+            "reference": np.asarray(ref[i], np.float32), "output": np.asarray(out[i], np.float32)}
 
 
 def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, ctx, cases, references,
@@ -94,6 +112,7 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
     for kind in list(paths):
         rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], *judged(precision_of[kind]), metric, tol)
         result.rows += rows
+        result.pictures[kind] = entry.pop("_pictures")
         result.summary[kind] = entry
         if kind in GPU_ARTEFACTS:  # kept for the engine record; a CPU session's weights go with it
             result.runners[kind] = runner
@@ -123,6 +142,7 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
             rows, runner, entry = gate_one(key, repaired, precision_of[kind], *judged(precision_of[kind]), metric, tol,
                                            label)
             entry["kept_unquantized"] = kept
+            result.pictures[key] = entry.pop("_pictures")
             for row in rows:
                 row["optional"] = True
             result.rows += rows

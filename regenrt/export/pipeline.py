@@ -412,6 +412,7 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
         if path is not None:
             built[candidate.key] = (candidate, path)
     skipped = [c for c in candidates_for(ctx) if c.key not in built]
+    not_built = {c.artefact: not_built_reason(ctx, c) for c in skipped}
     if skipped and steps.log:
         reasons: dict[str, list[str]] = {}
         for c in skipped:
@@ -487,6 +488,8 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     report["engine"] = engine
     (work / REPORT_NAME).write_text(json.dumps(_finite(report), indent=2))
     os.replace(work / REPORT_NAME, out_dir / REPORT_NAME)
+    _write_page(work, out_dir, _finite(report), _finite(engine) if engine else {}, base, gate.pictures, not_built,
+                steps.log)
     if engine:
         (work / ENGINE_RECORD).write_text(json.dumps(_finite(engine), indent=2))
         os.replace(work / ENGINE_RECORD, out_dir / ENGINE_RECORD)
@@ -503,6 +506,24 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
             f"argmax {w.get('argmax_agreement', float('nan')):.2%}); rejected {', '.join(report['rejected'])} "
             f"— not published. Report: {out_dir / REPORT_NAME}", report) from None
     return result
+
+
+PAGE_NAME = "report.html"
+
+
+def _write_page(work: Path, out_dir: Path, report: dict, engine: dict, metadata: dict, shots: dict,
+                not_built: dict, log) -> None:
+    """report.html beside parity.json: the verdict as a page (regenrt.report.export_page). A failure to draw it
+    is said, and never costs the export its verified artefacts."""
+    from ..report.export_page import write_export_report
+
+    try:
+        write_export_report(work / PAGE_NAME, report, engine, metadata, shots, not_built)
+        os.replace(work / PAGE_NAME, out_dir / PAGE_NAME)
+    except Exception as exc:  # noqa: BLE001 - said on the log and in the page's absence
+        (out_dir / PAGE_NAME).unlink(missing_ok=True)
+        if log:
+            log(f"      report.html not written ({type(exc).__name__}: {exc}); parity.json holds every number")
 
 
 def _fp32_graph(p: _Plan, model, path: Path, log) -> tuple:

@@ -1,0 +1,77 @@
+"""ENGINE/report.html, opened in a real headless browser: every picture loads, nothing is fetched, the console is
+clean, the screenshot shows the page and the worst picture's panel; its numbers are parity.json's and
+engine.json's exactly; an export whose candidates were refused says why, in words."""
+import json
+import re
+from html import unescape
+
+import numpy as np
+import pytest
+import torch
+
+from regenrt.export.parity import Tolerances
+from regenrt.export.pipeline import export_checkpoint
+from regenrt.models import create_model
+
+from .browser import chromium, open_page
+
+pytestmark = pytest.mark.skipif(chromium() is None, reason="needs Chromium (Debian: apt-get install chromium; "
+                                                           ".ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    pytest.importorskip("nncf")
+    root = tmp_path_factory.mktemp("page")
+    torch.manual_seed(0)
+    torch.save(create_model("unet_128", ngf=8).state_dict(), root / "u.pt")
+    export_checkpoint(root / "u.pt", root / "e", parity_samples=2, int8="on", calibration_samples=4)
+    return root / "e"
+
+
+def test_the_export_page_opens_whole_and_offline_in_a_browser(int8_export, tmp_path):
+    seen = open_page(int8_export / "report.html", tmp_path)
+    assert "error" not in seen, seen.get("error")
+    assert seen["images"] >= 8 and seen["broken"] == 0 and seen["fetched"] == []
+    assert seen["console"] == [], seen["console"]
+    assert seen["panel"] and seen["panel"]["w"] > 0 and seen["panel"]["height"] > 0
+    from PIL import Image
+
+    shot = np.asarray(Image.open(seen["screenshot"]).convert("RGB"))
+    assert shot.shape[0] >= 1000 and shot.std() > 20  # not blank
+    html = (int8_export / "report.html").read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing from elsewhere, by construction too
+    assert "<script" not in html
+
+
+def test_its_numbers_are_those_of_parity_json_and_engine_json(int8_export):
+    html = (int8_export / "report.html").read_text()
+    parity = json.loads((int8_export / "parity.json").read_text())
+    engine = json.loads((int8_export / "engine.json").read_text())
+    rows = dict(re.findall(r'<tr data-artefact="([^"]+)" data-margin="([^"]+)"', html))
+    for entry in parity["candidates"].values():
+        assert rows[entry["artefact"]] == repr(entry["margin"])
+    latency = dict(re.findall(r'data-artefact="([^"]+)" data-margin="[^"]+" data-latency="([^"]+)"', html))
+    for name, ms in engine["latency_ms"].items():
+        assert latency[name] == repr(ms)
+    assert f'data-engine="{engine["engine"]}"' in html
+    int8 = [e for e in parity["candidates"].values() if e["precision"] == "int8" and e["passed"]]
+    assert int8, "an INT8 candidate passed (the page of an INT8 engine)"
+    for entry in int8:  # where its worst picture's error lies: the map, and the largest |difference| it shows
+        panel = re.search(rf'<div class="worst" id="worst-[^"]+" data-artefact="{re.escape(entry["artefact"])}".*?'
+                          r'</div>', html, re.S).group(0)
+        assert "|difference|" in panel and panel.count("<img") >= 5
+
+
+def test_the_page_of_refused_candidates_says_why_for_each(tmp_path):
+    pytest.importorskip("nncf")
+    torch.manual_seed(0)
+    torch.save(create_model("unet_128", ngf=8).state_dict(), tmp_path / "u.pt")
+    result = export_checkpoint(tmp_path / "u.pt", tmp_path / "e", parity_samples=1, int8="on", calibration_samples=4,
+                               tolerances=Tolerances(int8_guard_db=40.0))  # every INT8 candidate refused
+    html = unescape((tmp_path / "e" / "report.html").read_text())
+    refused = [e for e in result.report["candidates"].values() if not e["passed"]]
+    assert refused
+    for entry in refused:
+        row = re.search(rf'<tr data-artefact="{re.escape(entry["artefact"])}".*?</tr>', html, re.S).group(0)
+        assert "refused:" in row and entry["worst_criterion"] in row
