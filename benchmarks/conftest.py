@@ -89,6 +89,7 @@ def exported(tmp_path_factory, request):
             from .common import MODELS, export_model
 
             cache[key] = export_model(MODELS[key], tmp_path_factory.mktemp(key), smoke=smoke)
+            EXPORTS[key] = cache[key]
         return cache[key]
 
     return get
@@ -120,6 +121,7 @@ def machine_peak(request) -> dict:
 
 
 _PEAK: dict = {}
+EXPORTS: dict = {}  # model key -> its export directory (the summary page shows each one's worst picture)
 
 
 def _timed(fn, *args) -> float:
@@ -141,7 +143,10 @@ def pytest_terminal_summary(terminalreporter, config):
     out = Path(str(config.rootpath)) / ".benchmarks" / "summary.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    terminalreporter.write_line(f"(also written to {out})")
+    from .summary_page import write_summary_page
+
+    page = write_summary_page(out.with_suffix(".html"), lines, EXPORTS)
+    terminalreporter.write_line(f"(also written to {out} and, with pictures, {page})")
 
 
 def _median_ms(bench) -> float:
