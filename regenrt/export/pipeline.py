@@ -38,7 +38,7 @@ from .metadata import embed_metadata
 from .onnx_export import INPUT_NAME, OPSET, export_onnx
 from .onnx_io import data_path, save_onnx
 from .parity import CALIBRATION_SAMPLES, Tolerances, format_table
-from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine
+from .selection import ARTEFACT_NAMES, gpu_record, select_cpu_engine, versus_peers
 from .tensorrt import sidecar_path
 
 REPORT_NAME = "parity.json"
@@ -460,7 +460,16 @@ def _export_in(work: Path, out_dir: Path, p: _Plan, steps: _Steps) -> ExportResu
     passing_gpu = {k: gate.runners[k] for k in GPU_ARTEFACTS if k in paths and k not in failed and k in gate.runners}
     if p.gpu_kind and passing_gpu:
         engine = gpu_record(passing_gpu, cases[1][1], engine, steps.log)
-    elif not p.gpu_kind and engine:  # (nothing verified: no engine, no record)
+    if engine and engine.get("device", "cpu") == "cpu":  # the batch-1 engine against what a user runs by hand
+        name = (engine.get("latency_engine") or {}).get("engine") or engine["engine"]
+        path = next((v for v in paths.values() if v.name == name), None)
+        if path is not None:
+            label = "eager PyTorch FP32" if not p.loaded.fixed_mode else f"the {p.loaded.arch.name} reference"
+            engine["versus"] = versus_peers(path, model, cases[1][1], paths["fp32"], label)
+            if steps.log:
+                steps.log("      batch 1, timed together: " + ", ".join(f"{k} {v:.2f} ms"
+                                                                      for k, v in engine["versus"]["ms"].items()))
+    if not p.gpu_kind and engine:  # (nothing verified: no engine, no record)
         engine["gpu_engine"] = no_gpu_engine(p.gpu.engine, p.rebuild, from_weights=not p.loaded.fixed_mode)
         if steps.log:
             steps.log(f"      GPU engine: {engine['gpu_engine']['reason']}; {engine['gpu_engine']['how']}")

@@ -152,3 +152,33 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def versus_peers(engine_path, model, x: np.ndarray, onnx_path, torch_label: str = "eager PyTorch FP32") -> dict:
+    """The batch-1 engine against what a user would run by hand, timed together round-robin at export: OpenVINO's
+    default compile of model.onnx (``compile_model(path, "CPU", LATENCY)``; f32 where OpenVINO runs no bf16) where
+    OpenVINO is installed, and the model itself in PyTorch. ``{"ms": {name: ms}, "shape": [...]}`` for engine.json
+    and the export page."""
+    import torch
+
+    from ..runtime.engine import backend_for
+
+    runner = backend_for(engine_path).open(engine_path, "cpu")
+    runs = {engine_path.name: runner.infer}
+    try:
+        import openvino
+
+        from ..runtime.backends.openvino import executes_bf16
+
+        config = {"PERFORMANCE_HINT": "LATENCY"} | ({} if executes_bf16() else {"INFERENCE_PRECISION_HINT": "f32"})
+        request = openvino.Core().compile_model(str(onnx_path), "CPU", config).create_infer_request()
+        runs["OpenVINO default (model.onnx)"] = lambda a: request.infer([a])
+    except ImportError:
+        pass
+
+    def eager(a):
+        with torch.no_grad():
+            return model(torch.from_numpy(a))
+
+    runs[torch_label] = eager
+    return {"ms": {k: round(v, 3) for k, v in interleaved_ms(runs, x).items()}, "shape": list(x.shape)}

@@ -123,6 +123,13 @@ def export_report(report: dict, engine: dict, metadata: dict, shots: dict[str, d
                f"{latency[latency_engine]:.2f} ms at batch 1" + (f" = {base / latency[latency_engine]:.2f}× model.onnx"
                                                                  if base else "") + ".") \
             if latency_engine and latency_engine in latency else ""
+        versus = (engine.get("versus") or {}).get("ms") or {}
+        mine = versus.get(latency_engine or chosen)
+        if mine:
+            others = ", ".join(f"{v / mine:.2f}× {escape(k)} ({v:.2f} ms)" for k, v in versus.items()
+                               if k != (latency_engine or chosen))
+            one += (f" Timed together at batch 1 (round-robin): {escape(latency_engine or chosen)} {mine:.2f} ms = "
+                    f"{others}.")
         body.append(f'<p class="verdict" id="verdict" data-engine="{escape(chosen)}">The engine run-infer runs: <b>'
                     f"{escape(chosen)}</b> ({escape(str(engine.get('precision')))}; executes "
                     f"{escape(_shares((ex.get('proof') or {}).get('mac_share')))}){speed}; its worst gate picture "
@@ -156,6 +163,10 @@ def export_report(report: dict, engine: dict, metadata: dict, shots: dict[str, d
     if speeds:
         body += ["<h2>Speed (batch 1, measured at export on this machine)</h2>",
                  charts.bars(speeds, "ms", highlight={chosen} if chosen else set())]
+    versus = (engine or {}).get("versus", {}).get("ms")
+    if versus:
+        body += ["<h2>Against what you would run by hand (batch 1, timed together)</h2>",
+                 charts.bars(versus, "ms", highlight={(engine.get("latency_engine") or {}).get("engine") or chosen})]
     shares = {e["artefact"]: (e.get("proof") or {}).get("mac_share") for e in candidates.values()}
     shares = {k: v for k, v in shares.items() if v}
     if shares:

@@ -21,11 +21,18 @@ pytestmark = pytest.mark.skipif(chromium() is None, reason="needs Chromium (Debi
 
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory):
+    """The demo's inpainting U-Net, trained a few steps (it fills holes with their surroundings: a trained model's
+    outputs, not noise), exported with INT8 candidates."""
     pytest.importorskip("nncf")
+    from regenrt import demo
+
     root = tmp_path_factory.mktemp("page")
     torch.manual_seed(0)
-    torch.save(create_model("unet_128", ngf=8).state_dict(), root / "u.pt")
-    export_checkpoint(root / "u.pt", root / "e", parity_samples=2, int8="on", calibration_samples=4)
+    arch, config = demo.DEMOS["inpainting"]
+    model = create_model(arch, **config)
+    demo.train(model, "inpainting", seconds=60, max_steps=15)
+    torch.save(model.eval().state_dict(), root / "u.pt")
+    export_checkpoint(root / "u.pt", root / "e", parity_samples=2, int8="on", calibration_samples=8)
     return root / "e"
 
 
@@ -55,6 +62,8 @@ def test_its_numbers_are_those_of_parity_json_and_engine_json(int8_export):
     for name, ms in engine["latency_ms"].items():
         assert latency[name] == repr(ms)
     assert f'data-engine="{engine["engine"]}"' in html
+    for name, ms in engine["versus"]["ms"].items():  # against OpenVINO's default compile and eager PyTorch
+        assert f"{ms:.2f} ms" in html and name in unescape(html)
     int8 = [e for e in parity["candidates"].values() if e["precision"] == "int8" and e["passed"]]
     assert int8, "an INT8 candidate passed (the page of an INT8 engine)"
     for entry in int8:  # where its worst picture's error lies: the map, and the largest |difference| it shows
