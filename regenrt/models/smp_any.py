@@ -77,9 +77,16 @@ def _meta_state(build) -> dict[str, tuple]:
 
     import torch
 
-    with torch.device("meta"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # smp's deprecation notes for encoders the user did not choose
-        model = build()
+        try:
+            with torch.device("meta"):
+                model = build()
+        except Exception as exc:  # noqa: BLE001 - a constructor that computes on its tensors (MiT's drop-path
+            if "meta" not in str(exc).lower():  # schedule calls .item()): built for real, on the CPU, instead
+                raise
+            with torch.no_grad():
+                model = build()
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

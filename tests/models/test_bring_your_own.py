@@ -83,6 +83,7 @@ CASES = [  # (smp architecture, encoder, constructor arguments) -> built with sm
     ("linknet", "resnet18", {"classes": 2, "in_channels": 1}),
     ("unetplusplus", "resnet18", {"classes": 2, "decoder_channels": (64, 32, 16, 8, 8)}),
     ("upernet", "resnet18", {"classes": 2, "decoder_channels": 64}),
+    ("segformer", "mit_b0", {"classes": 2}),  # MiT cannot be built on the meta device: built on the CPU instead
     ("unet", "resnet18", {"classes": 2, "decoder_attention_type": "scse", "encoder_depth": 4,
                           "decoder_channels": (128, 64, 32, 16)}),
 ]
