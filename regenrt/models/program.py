@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -70,42 +71,72 @@ def _config(channels: int, classes: int) -> dict[str, Any]:
 
 # --- torch.export programs --------------------------------------------------------------------------------------
 
+# what a torch.export archive holds besides raw tensors: anything else (a packaged AOTInductor shared library, an
+# ExecuTorch program, a file of another writer) is refused — torch.export.load would load some of it as code
+_ALLOWED = re.compile(r"^[^/]+/(models/[^/]+\.json|data/(weights|constants)/[^/]+|data/sample_inputs/[^/]+\.pt|"
+                      r"extra(_files)?/[^/]+|archive_format|archive_version|byteorder|version|\.data/[^/]+|"
+                      r"data/version)$")
+
+
 def _check_archive(path: Path, trust_pickle: bool) -> dict:
-    """Refuse pickled payloads before anything is unpickled; return the stored regenrt metadata (or {})."""
+    """Refuse pickled payloads, code and duplicate entries before anything is unpickled; return the stored
+    regenrt metadata (or {})."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise CheckpointError(f"{path.name} is not a torch.export program (not a zip archive): write it with "
                               f"torch.export.save, e.g. {HOW_TO_EXPORT}.") from None
     with archive:
-        names = archive.namelist()
+        infos = archive.infolist()
+        names = [i.filename for i in infos]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UnsafeCheckpointError(f"{path.name} holds several entries named {repeated[0]!r}: which one a "
+                                        "reader takes differs between readers, so it is refused. Save it again "
+                                        "with torch.export.save.")
+        unexpected = [n for n in names if not n.endswith("/") and not _ALLOWED.match(n)]
         pickled = [n for n in names if n.endswith("/data/weights/model.pt") or n.endswith("/data/constants/model.pt")]
-        for config_name in (n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))):
-            config = json.loads(archive.read(config_name)).get("config", {})
-            for fqn, entry in config.items():
-                kind = entry.get("path_name", "")
-                if entry.get("use_pickle") or kind.startswith(("custom_obj", "opaque_obj")):
-                    pickled.append(f"{fqn} ({kind})")
+        for info in infos:
+            if info.filename.endswith(("_weights_config.json", "_constants_config.json")):
+                for fqn, entry in json.loads(archive.read(info)).get("config", {}).items():
+                    kind = entry.get("path_name", "")
+                    if entry.get("use_pickle") or kind.startswith(("custom_obj", "opaque_obj")):
+                        pickled.append(f"{fqn} ({kind})")
+        if unexpected and not trust_pickle:
+            raise UnsafeCheckpointError(
+                f"{path.name} holds files a torch.export program does not need ({', '.join(unexpected[:3])}): a "
+                "packaged AOTInductor library or another writer's data, which loading could run as code. Save the "
+                "program alone with torch.export.save, or — only if you trust its origin — pass --trust-pickle.")
         if pickled and not trust_pickle:
             raise UnsafeCheckpointError(
                 f"{path.name} holds pickled objects ({', '.join(pickled[:4])}): loading them could run arbitrary "
                 "code, and regenrt refuses that by default. Save the program again with a recent torch (weights are "
                 "then stored as raw tensors), or — only if you trust its origin — pass --trust-pickle.")
-        meta = next((archive.read(n) for n in names if n.endswith(f"extra/{EXTRA_FILE}")), None)
+        meta = next((archive.read(i) for i in infos if i.filename.endswith((f"extra/{EXTRA_FILE}",
+                                                                             f"extra_files/{EXTRA_FILE}"))), None)
     return json.loads(meta) if meta else {}
 
 
+_ENV_LOCK = __import__("threading").Lock()
+
+
 @contextlib.contextmanager
-def _weights_only():
-    old = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-        else:
-            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = old
+def _weights_only(enforce: bool = True):
+    """torch.load weights-only for the duration (torch's export loader falls back to full unpickling otherwise);
+    the opposite override a user may have set is lifted meanwhile. One load at a time: the environment is shared."""
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+        os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        if enforce:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _dims(program) -> list:
@@ -131,7 +162,7 @@ def _multiple(dim) -> int | None:
 def _load_pt2(path: Path, task: str | None, trust_pickle: bool, input_shape) -> tuple[Checkpoint, LoadedModel]:
     stored = _check_archive(path, trust_pickle)
     try:
-        with _weights_only():
+        with _weights_only(enforce=not trust_pickle):
             program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a truncated archive, another torch's format
         raise CheckpointError(f"{path.name} cannot be read as a torch.export program by torch {torch.__version__} "

@@ -152,3 +152,27 @@ def test_what_the_engines_cannot_take_is_refused_with_the_way_forward(tmp_path):
     assert "ONNX Runtime" in str(err.value)
     with pytest.raises(InputError, match="--arch applies to checkpoints"):
         export_checkpoint(_program(tmp_path / "c.pt2"), tmp_path / "e", task="segmentation", arch="deeplabv3plus")
+
+
+@pytest.mark.parametrize("extra", ["aotinductor", "duplicate"])
+def test_a_program_carrying_code_or_duplicate_entries_is_refused_before_loading(tmp_path, extra):
+    """torch.export.load loads a packaged AOTInductor library under data/aotinductor/ as code, and a zip with two
+    entries of one name reads differently in different readers: both are refused before torch reads the file."""
+    path = _program(tmp_path / "net.pt2")
+    bad = tmp_path / "bad.pt2"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        top = src.namelist()[0].split("/")[0]
+        contents = {item.filename: src.read(item.filename) for item in src.infolist()}
+        for name, data in contents.items():
+            dst.writestr(name, data)
+        if extra == "aotinductor":
+            dst.writestr(f"{top}/data/aotinductor/model/model.so", b"\x7fELF")
+        else:
+            name = next(n for n in src.namelist() if n.endswith("model_weights_config.json"))
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # zipfile warns about the duplicate name: that is the point
+                dst.writestr(name, contents[name])
+    with pytest.raises(UnsafeCheckpointError, match="aotinductor|several entries"):
+        export_checkpoint(bad, tmp_path / "e", task="segmentation", parity_samples=1)
