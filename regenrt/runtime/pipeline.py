@@ -413,12 +413,15 @@ class _Run:
         elif status == "error":
             self.fail(item.id, "decode", error)
         else:
-            group = groups.setdefault(prepared.shape, [])
+            key = (prepared.shape, bool(prepared.context.get("host")))  # a padded picture never joins a GPU batch
+            group = groups.setdefault(key, [])
+            if group and sum(_pixels(p) for p in group) + _pixels(prepared) > self.batch_pixels:
+                self.infer(groups.pop(key), pool, writes)  # this item would overflow the call: the others go first
+                group = groups.setdefault(key, [])
             group.append(prepared)
             planned = prepared.model_input is None and prepared.shape and prepared.shape[0] == "plan"
-            pixels = sum(_pixels(p) for p in group)
-            if planned or len(group) >= self._batch_limit() or pixels >= self.batch_pixels:
-                self.infer(groups.pop(prepared.shape), pool, writes)
+            if planned or len(group) >= self._batch_limit() or sum(_pixels(p) for p in group) >= self.batch_pixels:
+                self.infer(groups.pop(key), pool, writes)
 
 
 def _pixels(prepared: Prepared) -> int:
@@ -443,7 +446,7 @@ def plan_run(engine: Engine, input_dir, output_dir, options: RunOptions | None):
     in_dir, out_dir = Path(input_dir), Path(output_dir)
     runtime = get_runtime(engine.task)
     runtime.check_options(options)
-    options = runtime.resolve_options(options, engine)
+    options = runtime.resolve_options(options, engine).sized()
     if out_dir.resolve() == in_dir.resolve() or in_dir.resolve() in out_dir.resolve().parents:
         raise RegenrtError(f"the output directory {out_dir} is inside the input directory {in_dir}: its outputs would "
                            "be read back as inputs by the next run. Choose an --output outside --input.")

@@ -29,7 +29,7 @@ class Predictor:
         self.runtime = get_runtime(engine.task)
         if engine.task != "inpainting":  # the inpainting checks are about --masks/--boxes, directory mode only
             self.runtime.check_options(self.options)
-        self.options = self.runtime.resolve_options(self.options, engine)
+        self.options = self.runtime.resolve_options(self.options, engine).sized()
 
     def predict(self, **data: Any) -> dict[str, np.ndarray]:
         """One item given as arrays (phase-recovery: ``phase``; inpainting: ``picture``, ``mask``;
@@ -49,8 +49,8 @@ class Predictor:
                     for n, data in enumerate(items)]
         results: list[dict[str, np.ndarray] | None] = [None] * len(prepared)
         by_shape: dict[tuple, list[int]] = {}
-        for i, p in enumerate(prepared):
-            by_shape.setdefault(p.shape, []).append(i)
+        for i, p in enumerate(prepared):  # a padded picture (host path) never joins a GPU batch of its shape
+            by_shape.setdefault((p.shape, bool(p.context.get("host"))), []).append(i)
         size = max(1, self.options.batch_size)
         for indices in by_shape.values():
             layout = prepared[indices[0]].context.get("plan")

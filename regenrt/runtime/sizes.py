@@ -38,7 +38,7 @@ class Plan:
     kind: str                                   # exact | padded | tiled | crops
     size: tuple[int, int]                       # the picture's H, W
     padded: tuple[int, int] = (0, 0)            # the model input's H, W (exact/padded)
-    tile: int = 0
+    tile: tuple[int, int] = (0, 0)                # tiled: the tiles' H, W
     overlap: int = 0
     grid: tuple[int, int] = (0, 0)
     windows: list[tuple[int, int, int, int, list]] = field(default_factory=list)  # crops: y, x, h, w, boxes
@@ -50,7 +50,8 @@ class Plan:
         if self.kind == "padded":
             return f"padded {w}x{h} -> {self.padded[1]}x{self.padded[0]}"
         if self.kind == "tiled":
-            return f"tiled {self.grid[0]}x{self.grid[1]} ({self.tile}² tiles, {self.overlap} px overlap)"
+            th, tw = self.tile
+            return f"tiled {self.grid[0]}x{self.grid[1]} ({th}x{tw} tiles, {self.overlap} px overlap)"
         return f"{len(self.windows)} crop(s) of {self.windows[0][2]}x{self.windows[0][3]}" if self.windows else \
             "no holes: picture kept"
 
@@ -158,12 +159,14 @@ def ramp(tile: int, overlap: int) -> np.ndarray:
     return np.minimum(1.0, np.minimum(i + 1, tile - i) / np.float32(overlap + 1)).astype(np.float32)
 
 
-def tiled_plan(size: tuple[int, int], tile: int, overlap: int, multiple: int) -> Plan:
-    tile = max(multiple, tile // multiple * multiple)
-    overlap = min(overlap, tile // 2)
-    h, w = max(size[0], tile), max(size[1], tile)
-    return Plan("tiled", size, tile=tile, overlap=overlap,
-                grid=(len(starts(h, tile, overlap)), len(starts(w, tile, overlap))))
+def tiled_plan(size: tuple[int, int], tile, overlap: int, multiple: int) -> Plan:
+    """``tile``: a side, or (H, W) (a fixed-size engine's, which may not be square)."""
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    th, tw = max(multiple, th // multiple * multiple), max(multiple, tw // multiple * multiple)
+    overlap = min(overlap, th // 2, tw // 2)
+    h, w = max(size[0], th), max(size[1], tw)
+    return Plan("tiled", size, tile=(th, tw), overlap=overlap,
+                grid=(len(starts(h, th, overlap)), len(starts(w, tw, overlap))))
 
 
 def _argmax(logits: np.ndarray) -> np.ndarray:
@@ -178,13 +181,13 @@ def run_tiled(plan: Plan, picture: np.ndarray, make_tile: Callable[[np.ndarray],
 
     ``make_tile``: an HxWx3 uint8 region -> CxHxW model input; ``infer``: NxCxTxT -> NxKxTxT logits."""
     h, w = plan.size
-    tile, overlap = plan.tile, plan.overlap
-    source = pad_hw(picture, (max(h, tile), max(w, tile)))
+    (th, tw), overlap = plan.tile, plan.overlap
+    source = pad_hw(picture, (max(h, th), max(w, tw)))
     ph, pw = source.shape[:2]
-    ys, xs = starts(ph, tile, overlap), starts(pw, tile, overlap)
-    weight = np.outer(ramp(tile, overlap), ramp(tile, overlap))
+    ys, xs = starts(ph, th, overlap), starts(pw, tw, overlap)
+    weight = np.outer(ramp(th, overlap), ramp(tw, overlap))
     labels = None
-    band_top, acc, norm = 0, None, np.zeros((tile, pw), np.float32)
+    band_top, acc, norm = 0, None, np.zeros((th, pw), np.float32)
     for row, y in enumerate(ys):
         if acc is not None and y > band_top:  # rows above this tile row are final: finish them, slide the band
             done = y - band_top
@@ -197,18 +200,18 @@ def run_tiled(plan: Plan, picture: np.ndarray, make_tile: Callable[[np.ndarray],
             band_top = y
         for i in range(0, len(xs), batch):
             chunk = xs[i:i + batch]
-            logits = infer(np.stack([make_tile(source[y:y + tile, x:x + tile]) for x in chunk]))
+            logits = infer(np.stack([make_tile(source[y:y + th, x:x + tw]) for x in chunk]))
             if acc is None:
-                acc = np.zeros((logits.shape[1], tile, pw), np.float32)
+                acc = np.zeros((logits.shape[1], th, pw), np.float32)
             if not np.isfinite(logits).all():
                 raise FloatingPointError("the engine's output holds NaN/Inf value(s)")
             for x, out in zip(chunk, logits):
-                acc[:, :, x:x + tile] += out * weight
-                norm[:, x:x + tile] += weight
+                acc[:, :, x:x + tw] += out * weight
+                norm[:, x:x + tw] += weight
     band = reduce(acc / norm)
     if labels is None:
         labels = np.empty((*band.shape[:-2], ph, pw), band.dtype)
-    labels[..., band_top:band_top + tile, :] = band
+    labels[..., band_top:band_top + th, :] = band
     return labels[..., :h, :w]
 
 
@@ -260,21 +263,17 @@ def crops_plan(mask: np.ndarray, size: tuple[int, int], fixed: bool, multiple: i
     """Windows of the model's ``size`` (grown for a big hole where the engine takes any size) around the holes,
     merged while two holes' needs fit one window."""
     hw = mask.shape[:2]
-    groups = [[b] for b in hole_boxes(mask)]
-    merged = True
-    while merged and len(groups) > 1:
-        merged = False
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                union = _union(groups[i] + groups[j])
-                win = _window(union, size, hw, multiple)
-                if (not fixed or win[2:] == tuple(size)) and _overlap(_window(_union(groups[i]), size, hw, multiple),
-                                                                      _window(_union(groups[j]), size, hw, multiple)):
-                    groups[i] += groups.pop(j)
-                    merged = True
-                    break
-            if merged:
+    cap = size[0] * size[1] * (1 if fixed else 4)  # a merged window is the model's size (fixed) or at most 4x it
+    groups: list[list] = []
+    for box in hole_boxes(mask):  # one pass, in reading order, against the last few groups: linear in holes
+        own = _window(box, size, hw, multiple)
+        for group in groups[-8:]:
+            union = _window(_union(group + [box]), size, hw, multiple)
+            if union[2] * union[3] <= cap and _overlap(_window(_union(group), size, hw, multiple), own):
+                group.append(box)
                 break
+        else:
+            groups.append([box])
     windows = []
     for group in groups:
         y, x, h, w = _window(_union(group), size, hw, multiple)

@@ -147,3 +147,25 @@ def test_the_pictures_held_in_memory_are_bounded_by_pixels(segmentation_setup, t
     summary = run_directory(Engine.load(seg_dir / "model.onnx"), tmp_path / "in", tmp_path / "out", options)
     assert (summary.done, summary.failed) == (12, 0)
     assert max(peaks) <= 4 * options.max_batch_pixels + 512 * 1024, max(peaks)
+
+
+def test_non_square_tiles_many_holes_and_bad_settings():
+    plan = sizes.tiled_plan((1000, 3000), (512, 1024), 64, 32)  # an engine fixed at 512x1024 (Cityscapes-like)
+    assert plan.tile == (512, 1024) and plan.grid == (3, 4) and "512x1024 tiles" in plan.describe()
+    picture = np.zeros((1000, 3000, 3), np.uint8)
+    labels = sizes.run_tiled(plan, picture, lambda r: np.zeros((3, *r.shape[:2]), np.float32),
+                             lambda x: np.zeros((x.shape[0], 2, 512, 1024), np.float32), 4)
+    assert labels.shape == (1000, 3000)
+    speckles = np.zeros((2000, 2000), np.uint8)
+    speckles[::20, ::20] = 1  # 10 000 one-pixel holes
+    start = time.perf_counter()
+    crops = sizes.crops_plan(speckles, (256, 256), True, 256)
+    assert time.perf_counter() - start < 20 and all(w[2:4] == (256, 256) for w in crops.windows)
+    covered = np.zeros_like(speckles)
+    for y, x, h, w, group in crops.windows:
+        for y0, x0, y1, x1 in group:
+            covered[y0:y1, x0:x1] = speckles[y0:y1, x0:x1]
+    assert np.array_equal(covered, speckles)  # every hole pixel belongs to a window
+    for bad in (RunOptions(overlap=-1), RunOptions(tile=-5), RunOptions(max_batch_pixels=0)):
+        with pytest.raises(InputError):
+            bad.sized()

@@ -31,6 +31,9 @@ class RunOptions:
     max_batch_pixels: int | None = None
     tile: int | None = None
     overlap: int = 64
+    # set by sized(): the largest picture one call may take alone (a phase map: half the available memory, or
+    # max_batch_pixels when it was given)
+    alone_pixels: int | None = None
     # phase-recovery
     from_image: bool = False
     output_range: tuple[float, float] | None = None  # None: the range export observed (engine metadata), else 0,1
@@ -55,6 +58,26 @@ class RunOptions:
         from ...runtime.sizes import default_max_batch_pixels
 
         return self.max_batch_pixels or default_max_batch_pixels()
+
+    def sized(self) -> "RunOptions":
+        """These options with the size settings checked and the pixel budget fixed for a whole run (the memory
+        available changes as the run goes; a picture near the threshold must not flip between whole and tiled)."""
+        from dataclasses import replace
+
+        if self.overlap < 0:
+            raise InputError(f"--overlap must be 0 or more pixels (RunOptions(overlap=...)), got {self.overlap}.")
+        if self.tile is not None and self.tile < 0:
+            raise InputError(f"--tile must be a size, or 0 for the whole picture (RunOptions(tile=...)), got "
+                             f"{self.tile}.")
+        if self.max_batch_pixels is not None and self.max_batch_pixels <= 0:
+            raise InputError(f"--max-batch-pixels must be positive (RunOptions(max_batch_pixels=...)), got "
+                             f"{self.max_batch_pixels}.")
+        from ...runtime.sizes import single_item_pixels
+
+        if self.alone_pixels is not None:
+            return self  # sized already
+        alone = self.max_batch_pixels if self.max_batch_pixels else single_item_pixels()
+        return replace(self, max_batch_pixels=self.batch_pixels(), alone_pixels=alone)
 
 
 @dataclass

@@ -183,6 +183,8 @@ def _run_plan(prepared: Prepared, engine, options: RunOptions) -> list[np.ndarra
         for start in range(0, len(indices), options.batch_size):
             chunk = indices[start:start + options.batch_size]
             for i, out in zip(chunk, engine.infer(np.stack([inputs[i] for i in chunk]))):
+                if not np.isfinite(out).all():  # an engine failure on this item: said at inference, not at writing
+                    raise FloatingPointError(NON_FINITE)
                 outputs[i] = out
     return outputs
 

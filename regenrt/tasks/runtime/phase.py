@@ -79,11 +79,11 @@ def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
                          "map cannot be tiled (its Fourier phase is global): export the model for this size "
                          f"(export-engine --input-shape 1x{engine.channels}x{h}x{w})")
     layout = sizes.padded_plan(size, multiple, fixed)
-    budget = options.max_batch_pixels or sizes.single_item_pixels()
+    budget = options.alone_pixels or options.max_batch_pixels or sizes.single_item_pixels()
     need = layout.padded[0] * layout.padded[1]
     if need > budget:  # over one call's budget it runs alone (its batch fills up); over this it cannot run at all
         raise InputError(f"the phase map has {need / 1e6:.1f} MP (padded), more than this machine can run in one "
-                         f"call ({budget / 1e6:.1f} MP{'' if options.max_batch_pixels else ', from the memory available'}"
+                         f"call ({budget / 1e6:.1f} MP{'' if budget == options.max_batch_pixels else ', from the memory available'}"
                          f"); a phase map cannot be tiled: pass {option('max_batch_pixels', need)} to run it anyway (about "
                          f"{need * sizes.BYTES_PER_PIXEL / 2**30:.1f} GB)")
     return layout

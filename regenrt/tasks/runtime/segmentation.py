@@ -45,10 +45,10 @@ def plan(size: tuple[int, int], engine, options: RunOptions) -> sizes.Plan:
     h, w = size
     too_big = h * w > options.batch_pixels() or (fixed is not None and (h > fixed[0] or w > fixed[1]))
     if options.tile or (options.tile is None and too_big):
-        tile = options.tile or (fixed[0] if fixed else max(sizes.DEFAULT_TILE, example[0]))
-        if fixed and tile != fixed[0]:
-            raise InputError(f"--tile {tile}: the engine takes {fixed[1]}x{fixed[0]} inputs only; its tiles are that "
-                             "size (leave --tile out)")
+        tile = options.tile or (fixed if fixed else max(sizes.DEFAULT_TILE, example[0]))
+        if fixed and options.tile and (options.tile, options.tile) != tuple(fixed):
+            raise InputError(f"--tile {options.tile}: the engine takes {fixed[1]}x{fixed[0]} inputs only; its tiles "
+                             "are that size (leave --tile out)")
         return sizes.tiled_plan(size, tile, options.overlap, multiple)
     return sizes.padded_plan(size, multiple, fixed)
 
@@ -83,7 +83,7 @@ def _run_plan(prepared: Prepared, engine, options: RunOptions) -> np.ndarray:
         options.kernels.rgb_normalize(np.ascontiguousarray(region), out, 0, meta.get("mean"), meta.get("std"))
         return out[0]
 
-    batch = max(1, min(options.batch_size, options.batch_pixels() // (layout.tile * layout.tile)))
+    batch = max(1, min(options.batch_size, options.batch_pixels() // (layout.tile[0] * layout.tile[1])))
     return sizes.run_tiled(layout, prepared.context["picture"], make_tile, engine.infer, batch)
 
 
