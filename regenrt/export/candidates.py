@@ -260,7 +260,7 @@ register_candidate(Candidate("aoti-cpu", "model.aoti-cpu.pt2", "aoti", "export",
 
 def not_built_reason(ctx: BuildContext, c: Candidate) -> str:
     """Why ``c`` was not built for this model on this machine, in words (the same conditions its builder checks)."""
-    int8 = c.precision(ctx) == "int8"
+    int8 = "int8" in c.key  # (asking a candidate its precision may ask OpenVINO, which may be absent)
     if c.key == "aoti-cpu":
         return "asked with --cpu-aoti only"
     if c.key == "fp16" and "fp16" not in ctx.precisions:
@@ -271,6 +271,8 @@ def not_built_reason(ctx: BuildContext, c: Candidate) -> str:
         return "no INT8 candidates (--int8 off, NNCF not installed, or this CPU runs no INT8)"
     if c.graph != "export" and ctx._graphs.get(c.graph, "unset") is None:
         return f"the {c.graph} pass finds nothing to rewrite in this model"
+    if (c.key.endswith("bf16") or c.graph == "resize-matmul") and not ctx.openvino:
+        return "it serves OpenVINO's BF16 engines: OpenVINO not installed, or --cpu-engine onnxruntime"
     if (c.key.endswith("bf16") or c.graph == "resize-matmul") and native_precision() == "fp32":
         return "this CPU runs no BF16 (OpenVINO reports fp32 as its best precision)"
     if c.key.endswith("bf16"):

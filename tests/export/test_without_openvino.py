@@ -15,6 +15,10 @@ def test_export_with_every_default_when_openvino_cannot_be_imported(tmp_path, mo
     for name in [m for m in sys.modules if m == "openvino" or m.startswith("openvino.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    from regenrt.runtime.backends import openvino as backend
+
+    # the process may have asked OpenVINO already (its answer is cached): ask again, as a process without it would
+    monkeypatch.setattr(backend, "executes_bf16", lambda: backend.import_openvino() and False)
     torch.manual_seed(0)
     torch.save(create_model("deeplabv3plus_r18", in_channels=1, classes=1).eval().state_dict(), tmp_path / "m.pt")
     result = export_checkpoint(tmp_path / "m.pt", tmp_path / "e", parity_samples=1, input_shape="1x1x64x64")
