@@ -84,3 +84,20 @@ def test_the_page_of_refused_candidates_says_why_for_each(tmp_path):
     for entry in refused:
         row = re.search(rf'<tr data-artefact="{re.escape(entry["artefact"])}".*?</tr>', html, re.S).group(0)
         assert "refused:" in row and entry["worst_criterion"] in row
+
+
+def test_the_worst_of_your_own_samples_has_its_panel(tmp_path):
+    from regenrt.tasks.synthetic import synthetic_pictures
+
+    from ..runtime.helpers import save_png
+
+    torch.manual_seed(0)
+    torch.save(create_model("unet_128", ngf=8).state_dict(), tmp_path / "u.pt")
+    (tmp_path / "mine").mkdir()
+    for i, pic in enumerate(synthetic_pictures(3, 128, 128, 3, seed=4)):
+        save_png(tmp_path / "mine" / f"s{i}.png", pic)
+    export_checkpoint(tmp_path / "u.pt", tmp_path / "e", parity_samples=1, int8="off", cpu_engine="onnxruntime",
+                      samples=tmp_path / "mine")
+    html = (tmp_path / "e" / "report.html").read_text()
+    assert re.search(r'id="worst-fp32-samples" data-artefact="model.onnx" data-case="sample s[02].png"', html)
+    assert "worst of your --samples" in html
