@@ -110,14 +110,20 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
         return list(cases) + list(more_cases), list(references) + list(more_refs)
 
     for kind in list(paths):
-        rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], *judged(precision_of[kind]), metric, tol)
+        candidate = built.get(kind, (None,))[0]
+        try:
+            rows, runner, entry = gate_one(kind, paths[kind], precision_of[kind], *judged(precision_of[kind]), metric,
+                                           tol)
+        except Exception as exc:  # noqa: BLE001 - an optional candidate that cannot even run is refused, and said
+            if kind in GPU_ARTEFACTS or candidate is None or candidate.required:
+                raise
+            rows, runner, entry = _could_not_run(kind, paths[kind], precision_of[kind], exc)
         result.rows += rows
         result.pictures[kind] = entry.pop("_pictures")
         result.summary[kind] = entry
         if kind in GPU_ARTEFACTS:  # kept for the engine record; a CPU session's weights go with it
             result.runners[kind] = runner
         del runner
-        candidate = built.get(kind, (None,))[0]
         if candidate is not None and not candidate.cpu_engine and entry.get("claim_broken"):
             # the FP16 graph is the GPU engines' source; on the CPU it is gated for its numbers, never run as
             # the engine. What the CPU makes of it is recorded, not a broken claim of the CPU engine.
@@ -130,6 +136,8 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
         if entry["passed"]:
             continue
         result.failed.add(kind)
+        if entry.get("could_not_run"):
+            continue  # (a repair judges by the gate's numbers: there are none)
         while candidate is not None and candidate.repair is not None:
             repaired = candidate.repair(ctx, candidate, paths[kind], rows)
             if repaired is None:
@@ -156,6 +164,19 @@ def run_gate(paths: dict[str, Path], precision_of: dict[str, str], built: dict, 
                 break
             result.failed.add(key)
     return result
+
+
+def _could_not_run(kind: str, path: Path, precision: str, exc: Exception) -> tuple[list, None, dict]:
+    """A candidate whose engine raised on a gate case (e.g. an INT8 IR of attention layers that fails at another
+    input size): refused, with what it raised as the reason."""
+    from ..wording import shorten
+
+    criterion = f"runs on every gate case (it raised {type(exc).__name__}: {shorten(str(exc), 300)})"
+    row = {"artefact": path.name, "precision": precision, "case": "every gate case", "output": "output",
+           "passed": False, "criterion": criterion, "margin": -1.0}
+    entry = {"artefact": path.name, "precision": precision, "passed": False, "margin": -1.0,
+             "worst_criterion": criterion, "could_not_run": True, "_pictures": {}}
+    return [row], None, entry
 
 
 def _say(log, entry: dict) -> None:

@@ -180,5 +180,10 @@ def versus_peers(engine_path, model, x: np.ndarray, onnx_path, torch_label: str 
         with torch.no_grad():
             return model(torch.from_numpy(a))
 
-    runs[torch_label] = eager
-    return {"ms": {k: round(v, 3) for k, v in interleaved_ms(runs, x).items()}, "shape": list(x.shape)}
+    ms = interleaved_ms(runs, x)
+    # PyTorch in a block of its own, after: interleaved with OpenVINO, each runtime's worker threads still spin
+    # after its call and take the cores from the other (measured here: eager EfficientNet 1 s instead of ~40 ms,
+    # and the engine 4x slower right after it)
+    ms.update(interleaved_ms({torch_label: eager}, x))
+    return {"ms": {k: round(v, 3) for k, v in ms.items()}, "shape": list(x.shape),
+            "how": "the engine and OpenVINO's default timed round-robin, PyTorch in a block after them; medians"}

@@ -73,6 +73,12 @@ def looks_like_smp(sd: Mapping[str, Tensor]) -> bool:
 
 
 def _meta_state(build) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in _structure(build).state_dict().items()}
+
+
+def _structure(build) -> nn.Module:
+    """The model ``build`` makes, on the meta device (no memory for weights), or for real on the CPU where its
+    constructor computes on its tensors (MiT's drop-path schedule calls .item())."""
     import warnings
 
     import torch
@@ -87,7 +93,7 @@ def _meta_state(build) -> dict[str, tuple]:
                 raise
             with torch.no_grad():
                 model = build()
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return model
 
 
 def _shapes(sd: Mapping[str, Tensor], prefix: str) -> dict[str, tuple]:
@@ -384,10 +390,7 @@ def _build(config: dict[str, Any]) -> nn.Module:
 
 def _multiple(config: dict[str, Any]) -> int:
     smp = import_smp()
-    import torch
-
-    with torch.device("meta"):
-        model = _smp_model(smp, config)
+    model = _structure(lambda: _smp_model(smp, config))
     stride = getattr(model.encoder, "output_stride", None) or 2 ** int(config.get("encoder_depth") or 5)
     return int(stride)
 

@@ -48,3 +48,27 @@ def test_worst_is_of_what_was_published_and_refusals_are_listed_apart(tmp_path):
     published = set(report["published"].values())
     assert report["refused"] and all(name not in published for name in report["refused"])
     assert report["worst"]["artefact"] in published
+
+
+def test_an_optional_candidate_that_cannot_run_is_refused_and_the_export_goes_on(tmp_path, monkeypatch):
+    """Found on a Segformer: its INT8 IR raised inside OpenVINO on the gate's non-square case, and the whole export
+    failed. An optional candidate that raises is refused, with what it raised; the others are published."""
+    from regenrt.export import gate
+
+    real = gate._open
+
+    class Raises:
+        proof = None
+
+        def infer(self, x):
+            raise RuntimeError("[CPU] Subtract node with name 'fq_output_0': Check 'input_shape[j] == 1' failed")
+
+    monkeypatch.setattr(gate, "_open", lambda kind, path: Raises() if "openvino" in path.name else real(kind, path))
+    torch.manual_seed(0)
+    torch.save(create_model("unet_128", ngf=8).state_dict(), tmp_path / "u.pt")
+    result = export_checkpoint(tmp_path / "u.pt", tmp_path / "e", parity_samples=1, int8="off")
+    refused = result.report["refused"]
+    assert result.report["passed"] and "model.openvino.xml" in refused
+    assert "it raised RuntimeError" in refused["model.openvino.xml"]["criterion"]
+    assert "model.onnx" in result.report["published"].values()
+    assert "it raised RuntimeError" in (tmp_path / "e" / "report.html").read_text()
