@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from torch import Tensor, nn
 
 from ..errors import ArchitectureError
-from .pix2pix_unet import RunningInstanceNorm2d, _instance_stats
+from .pix2pix_unet import RunningInstanceNorm2d, _instance_stats, _patch  # the repo's instance-norm rules
 from .registry import Architecture, Detection, register_architecture
 
 PADDINGS = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d}
@@ -124,13 +124,6 @@ def _detect(sd: Mapping[str, Tensor]) -> Detection | None:
         config["instance_affine"] = "model.2.weight" in sd
         config["instance_stats"], assumed["instance_stats"] = _instance_stats(sd)
     return Detection("pix2pix_resnet", config, assumed)
-
-
-def _patch(sd: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
-    if config["norm"] != "instance" or config.get("instance_stats") == "running":
-        return sd
-    stale = (".running_mean", ".running_var", ".num_batches_tracked")
-    return {k: v for k, v in sd.items() if not k.endswith(stale)}
 
 
 register_architecture(Architecture(

@@ -64,9 +64,11 @@ def test_its_numbers_are_those_of_parity_json_and_engine_json(int8_export):
     assert f'data-engine="{engine["engine"]}"' in html
     for name, ms in engine["versus"]["ms"].items():  # against OpenVINO's default compile and eager PyTorch
         assert f"{ms:.2f} ms" in html and name in unescape(html)
-    int8 = [e for e in parity["candidates"].values() if e["precision"] == "int8" and e["passed"]]
-    assert int8, "an INT8 candidate passed (the page of an INT8 engine)"
-    for entry in int8:  # where its worst picture's error lies: the map, and the largest |difference| it shows
+    # every INT8 candidate (passed or refused: which depends on the CPU — VNNI or not) shows where its worst
+    # picture's error lies: the map, and the largest |difference| it holds
+    int8 = [e for e in parity["candidates"].values() if e["precision"] == "int8" and not e.get("could_not_run")]
+    assert int8, "INT8 candidates were built (int8='on')"
+    for entry in int8:
         panel = re.search(rf'<div class="worst" id="worst-[^"]+" data-artefact="{re.escape(entry["artefact"])}".*?'
                           r'</div>', html, re.S).group(0)
         assert "|difference|" in panel and panel.count("<img") >= 5
@@ -80,7 +82,7 @@ def test_the_page_of_refused_candidates_says_why_for_each(tmp_path):
                                tolerances=Tolerances(int8_guard_db=40.0))  # every INT8 candidate refused
     html = unescape((tmp_path / "e" / "report.html").read_text())
     refused = [e for e in result.report["candidates"].values() if not e["passed"]]
-    assert refused
+    assert refused  # (INT8 is built on every CPU regenrt supports; a 40 dB guard refuses it on any of them)
     for entry in refused:
         row = re.search(rf'<tr data-artefact="{re.escape(entry["artefact"])}".*?</tr>', html, re.S).group(0)
         assert "refused:" in row and entry["worst_criterion"] in row
