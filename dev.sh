@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # regenrt's two set-up-and-run commands (each creates .venv and installs what it needs on first use):
 #   ./dev.sh demo [regenrt-demo args]    demo checkpoint -> export-engine + parity report -> run-infer
-#   ./dev.sh test [pytest args]          run the test suite (what CI runs): .venv (NumPy 2, everything) and, with no
-#                                        arguments but output flags (-q, -v, -x, -rA, --tb=...), .venv-serve too
-#                                        (PyTriton's serving tests: nvidia-pytriton needs numpy < 2); one summary line
+#   ./dev.sh test [--full] [pytest args] run the test suite: .venv (NumPy 2, everything) and, with no arguments but
+#                                        --full and output flags (-q, -v, -x, -rA, --tb=...), .venv-serve too
+#                                        (PyTriton's serving tests: nvidia-pytriton needs numpy < 2); one summary line.
+#                                        The quick set by default (about 8 min on 2 cores); --full adds the slower
+#                                        cases and the benchmarks' smoke cases (what CI runs, about 20 min)
 #   ./dev.sh bench [pytest args]         the benchmark suite (pytest --benchmark), with OpenCV for comparison rows
 #   ./dev.sh gpu-check [args]            on an NVIDIA GPU machine: GPU tests + benchmarks -> gpu-check/report.{json,md}
 #                                        (uses the Python that holds the CUDA torch, REGENRT_PYTHON, default python3;
@@ -51,7 +53,7 @@ setup_serving() {  # PyTriton's own environment: regenrt + nvidia-pytriton, whic
 run_tests() {
   local both=1 a
   for a in "$@"; do
-    case "$a" in -q|-qq|-v|-vv|-x|-r*|--tb=*|--durations=*|-p|no:cacheprovider) ;; *) both=0 ;; esac
+    case "$a" in --full|-q|-qq|-v|-vv|-x|-r*|--tb=*|--durations=*|-p|no:cacheprovider) ;; *) both=0 ;; esac
   done
   if [ "$both" = 0 ] || [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
     exec "$py" -m pytest "$@"   # (PyTriton has wheels for Linux x86-64 only)

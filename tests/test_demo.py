@@ -1,6 +1,7 @@
 """The demo's models do their task after their minute of training: measured here on a few steps, so that the
 demo cannot silently go back to showing noise."""
 import numpy as np
+import pytest
 import torch
 
 from regenrt import demo
@@ -13,6 +14,7 @@ def _hole_l1(model, x, target, hole):
     return float((torch.abs(y - target) * hole).sum() / (3 * hole.sum()))
 
 
+@pytest.mark.full
 def test_a_few_training_steps_teach_the_inpainting_demo_to_fill_holes_with_their_surroundings():
     arch, config = demo.DEMOS["inpainting"]
     torch.manual_seed(0)

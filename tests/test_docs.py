@@ -107,6 +107,7 @@ def inpainting_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.full(cases=["docs/api.md"])
 @pytest.mark.parametrize("page", ["README.md", "docs/api.md"])
 def test_the_python_examples_run_as_written(inpainting_folder, page):
     blocks = _code_blocks((ROOT / page).read_text(), "python")

@@ -38,7 +38,7 @@ def read(path: Path) -> tuple[dict[str, str], dict[str, str], float]:
 
 def summarize(paths: list[Path]) -> tuple[str, bool]:
     merged: dict[str, str] = {}
-    parts, ok, total_s = [], True, 0.0
+    parts, ok, total_s, not_run = [], True, 0.0, 0
     for path in paths:
         if not path.exists():
             parts.append(f"{path.stem}: NO REPORT")
@@ -46,6 +46,7 @@ def summarize(paths: list[Path]) -> tuple[str, bool]:
             continue
         outcomes, props, seconds = read(path)
         total_s += seconds
+        not_run = max(not_run, int(props.get("not_run_full", 0) or 0))
         counts = {k: sum(v == k for v in outcomes.values()) for k in RANK}
         parts.append(f"{path.stem} (numpy {props.get('numpy', '?')}): {counts['passed']} passed, "
                      f"{counts['skipped']} skipped, {counts['failed']} failed")
@@ -58,6 +59,9 @@ def summarize(paths: list[Path]) -> tuple[str, bool]:
             f"{counts['failed']} failed in {total_s / 60:.1f} min — {len(merged)} distinct tests, each counted once "
             "(a test of both environments counts once: failed if it failed in either, else passed if it passed in "
             "either); per environment: " + "; ".join(parts))
+    if not_run:
+        line += (f". The quick set: {not_run} slower tests of the full set not run (./dev.sh test --full runs them "
+                 "and each benchmark's smoke case; CI does)")
     return line, ok
 
 

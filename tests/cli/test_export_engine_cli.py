@@ -7,8 +7,10 @@ import sys
 import pytest
 import torch
 
-from regenrt.cli.export_engine import build_parser
+from regenrt.cli.export_engine import build_parser, main
 from regenrt.models import create_model
+
+from .inprocess import run_main
 
 
 def cli(*args, cwd=None):
@@ -43,6 +45,7 @@ def test_help_documents_every_flag_and_exit_code():
         assert f"  {code}  " in result.stdout
 
 
+@pytest.mark.full
 def test_demo_end_to_end(tmp_path):
     result = cli("--demo", "inpainting", "-o", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
@@ -85,25 +88,25 @@ def _bad(tmp_path, kind):
     ("random", "not a readable PyTorch file"), ("truncated", "truncated or corrupted"),
     ("pickle", "executing pickled code"),
 ])
-def test_bad_checkpoints_fail_cleanly_and_write_nothing(tmp_path, kind, message):
+def test_bad_checkpoints_fail_cleanly_and_write_nothing(tmp_path, kind, message, capsys):
     out = tmp_path / "out"
-    result = cli(_bad(tmp_path, kind), "-o", out)
+    result = run_main(main, _bad(tmp_path, kind), "-o", out, capsys=capsys)
     assert result.returncode == (2 if kind == "missing" else 3), result.stderr  # a missing path: usage (2)
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
     assert not (tmp_path / "pwned").exists()
 
 
-def test_wrong_architecture_flag(unet_ckpt, tmp_path):
-    result = cli(unet_ckpt, "--arch", "deeplabv3plus", "-o", tmp_path / "out")
+def test_wrong_architecture_flag(unet_ckpt, tmp_path, capsys):
+    result = run_main(main, unet_ckpt, "--arch", "deeplabv3plus", "-o", tmp_path / "out", capsys=capsys)
     assert result.returncode == 3 and "do not look like a deeplabv3plus checkpoint" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_ambiguous_task_names_the_flag(tmp_path):
+def test_ambiguous_task_names_the_flag(tmp_path, capsys):
     path = tmp_path / "bin.pt"
     torch.save(create_model("deeplabv3plus_r18", in_channels=3, classes=1).state_dict(), path)
-    result = cli(path, "-o", tmp_path / "out")
+    result = run_main(main, path, "-o", tmp_path / "out", capsys=capsys)
     assert result.returncode == 3 and "--task segmentation or --task phase-recovery" in result.stderr
 
 
@@ -114,6 +117,6 @@ def test_parity_breach_exit_code_and_table(unet_ckpt, tmp_path):
     assert not (tmp_path / "out" / "model.fp16.onnx").exists()
 
 
-def test_flags_override_detection(unet_ckpt, tmp_path):
-    result = cli(unet_ckpt, "-o", tmp_path / "out", "--ngf", "8", "-q")
+def test_flags_override_detection(unet_ckpt, tmp_path, capsys):
+    result = run_main(main, unet_ckpt, "-o", tmp_path / "out", "--ngf", "8", "-q", capsys=capsys)
     assert result.returncode == 3 and "shape conflict" in result.stderr and "ngf" in result.stderr

@@ -9,10 +9,13 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from regenrt.cli.doctor import CHECKS
 from regenrt.tasks.synthetic import synthetic_pictures
+
+from .inprocess import run_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,6 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(module, *args, env=None):
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
                           timeout=600, env=env)
+
+
+def _in_process(module, *args, capsys):
+    """``_run`` without the subprocess: for usage and input errors."""
+    import importlib
+
+    return run_main(importlib.import_module(module).main, *args, capsys=capsys)
 
 
 def _phase_inputs(directory, n=3):
@@ -30,6 +40,7 @@ def _phase_inputs(directory, n=3):
         np.save(directory / f"p{i}.npy", fourier_phase(pic))
 
 
+@pytest.mark.full
 def test_phase_outputs_use_the_recorded_range_and_are_visible(deeplab_engine_dir, tmp_path):
     from regenrt.runtime import Engine
 
@@ -61,7 +72,9 @@ def test_clipping_is_reported_with_the_flag_to_use_and_negative_ranges_work(deep
                 "--output", tmp_path / "o3", "--output-range", "-0.05,-0.01", "-q").returncode == 0
 
 
-def test_flags_mean_exactly_what_they_say(deeplab_engine_dir, pix2pix_engine_dir, segmentation_setup, tmp_path):
+def test_flags_mean_exactly_what_they_say(deeplab_engine_dir, pix2pix_engine_dir, segmentation_setup, tmp_path, capsys):
+    from regenrt.cli.run_infer import main
+
     _, seg_engine = segmentation_setup
     (tmp_path / "in").mkdir()
     common = ("--input", tmp_path / "in", "--output", tmp_path / "o")
@@ -77,7 +90,7 @@ def test_flags_mean_exactly_what_they_say(deeplab_engine_dir, pix2pix_engine_dir
     for engine, extra, message in cases:
         args = (("--engine", engine) if "--engin" not in extra else ("--engin", engine)) + common \
             + tuple(a for a in extra if a != "--engin")
-        result = _run("regenrt.cli.run_infer", *args)
+        result = run_main(main, *args, capsys=capsys)
         assert result.returncode == 2, (extra, result.returncode, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr)
     assert not (tmp_path / "s.csv").exists()
@@ -145,7 +158,7 @@ def test_every_documented_exit_code_is_produced_somewhere_in_the_suite():
     assert unchecked in ([], [5]), unchecked  # 5 (ONNX export failure) has no CLI-reachable trigger on a sound model
 
 
-def test_sample_of_the_wrong_kind_is_exit_7(tmp_path):
+def test_sample_of_the_wrong_kind_is_exit_7(tmp_path, capsys):
     import torch
 
     from regenrt.models import create_model
@@ -153,21 +166,22 @@ def test_sample_of_the_wrong_kind_is_exit_7(tmp_path):
     torch.save(create_model("deeplabv3plus_r18", in_channels=3, classes=2).state_dict(), tmp_path / "seg.pt")
     (tmp_path / "s").mkdir()
     np.save(tmp_path / "s" / "gray.npy", np.zeros((1, 64, 64), np.float32))
-    result = _run("regenrt.cli.export_engine", tmp_path / "seg.pt", "-o", tmp_path / "e", "--samples", tmp_path / "s")
+    result = _in_process("regenrt.cli.export_engine", tmp_path / "seg.pt", "-o", tmp_path / "e", "--samples",
+                         tmp_path / "s", capsys=capsys)
     assert result.returncode == 7 and "gray.npy" in result.stderr, result.stderr
 
 
-def test_an_input_folder_with_nothing_to_run_is_an_error_that_says_what_it_found(deeplab_engine_dir, tmp_path):
+def test_an_input_folder_with_nothing_to_run_is_an_error_that_says_what_it_found(deeplab_engine_dir, tmp_path, capsys):
     """Pointing at the wrong folder used to be a silent success ("done 0 ... of 0", exit 0)."""
     (tmp_path / "empty").mkdir()
-    result = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
-                  tmp_path / "empty", "--output", tmp_path / "o", "-q")
+    result = _in_process("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
+                         tmp_path / "empty", "--output", tmp_path / "o", "-q", capsys=capsys)
     assert result.returncode == 2 and "found nothing to run" in result.stderr and "holds no files" in result.stderr
     (tmp_path / "other").mkdir()
     for name in ("a.txt", "b.txt", "c.jpg"):
         (tmp_path / "other" / name).write_bytes(b"x")
-    result = _run("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
-                  tmp_path / "other", "--output", tmp_path / "o", "-q")
+    result = _in_process("regenrt.cli.run_infer", "--engine", deeplab_engine_dir / "model.onnx", "--input",
+                         tmp_path / "other", "--output", tmp_path / "o", "-q", capsys=capsys)
     assert result.returncode == 2, result.stderr
     assert "phase maps: .npy radians" in result.stderr and "3 other files (.txt x2, .jpg)" in result.stderr
     assert "--from-image" in result.stderr and not (tmp_path / "o").exists()
@@ -187,7 +201,7 @@ def test_the_api_names_the_inputs_a_task_takes(pix2pix_engine_dir):
         predictor.predict_many([{"phase": np.zeros((256, 256))}])
 
 
-def test_a_path_that_does_not_exist_is_exit_2_whatever_it_is_for(pix2pix_engine_dir, tmp_path):
+def test_a_path_that_does_not_exist_is_exit_2_whatever_it_is_for(pix2pix_engine_dir, tmp_path, capsys):
     """One rule (the README's exit-code table): a path given on the command line that does not exist is a usage
     error, exit 2, naming the flag — it was 2 for --input, 7 for --masks and 3 for a checkpoint."""
     engine = pix2pix_engine_dir / "model.onnx"
@@ -216,9 +230,9 @@ def test_a_path_that_does_not_exist_is_exit_2_whatever_it_is_for(pix2pix_engine_
             torch.save(create_model("pix2pix_unet", num_downs=5, ngf=4).state_dict(), ckpt)
             args = ("regenrt.cli.export_engine", ckpt, "-o", tmp_path / "e", "--samples", nowhere,
                     "--input-shape", "1x3x32x32")
-        result = _run(*args, "-q")
+        result = _in_process(*args, "-q", capsys=capsys)
         assert result.returncode == 2, (what, result.stderr)
         assert "does not exist" in result.stderr and "Traceback" not in result.stderr, (what, result.stderr)
         if what.startswith("--"):
             assert what in result.stderr, (what, result.stderr)
-    assert "directory export-engine wrote" in _run(*cases["engine"], "-q").stderr
+    assert "directory export-engine wrote" in _in_process(*cases["engine"], "-q", capsys=capsys).stderr

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from regenrt.cli.run_infer import build_parser
 
 
@@ -35,6 +37,7 @@ def test_missing_engine(tmp_path):
     assert result.returncode == 2 and "directory export-engine wrote" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.full
 def test_demo_runs_the_whole_path(tmp_path):
     result = _run("regenrt.cli.demo", "segmentation", "-o", tmp_path / "demo", "--items", "3", "--train-seconds", "0")
     assert result.returncode == 0, result.stderr

@@ -31,6 +31,7 @@ def exported(tmp_path_factory):
     return root, model, result, lines
 
 
+@pytest.mark.full
 def test_the_package_is_built_gated_and_fingerprinted(exported):
     root, model, result, lines = exported
     package = root / "e" / "model.aoti-cpu.pt2"

@@ -56,6 +56,7 @@ def test_openvino_verified_and_fastest_recorded(deeplab_fixture, deeplab_engine_
     assert stats["rel_max"] <= 1e-4 if OV_PRECISION == "fp32" else stats["psnr_db"] >= 40
 
 
+@pytest.mark.full
 def test_cpu_engine_choice_can_be_forced(tiny_unet, tmp_path):
     result = export_checkpoint(tiny_unet, tmp_path / "ort", cpu_engine="onnxruntime", parity_samples=1)
     assert not list((tmp_path / "ort").glob("*.xml")) and result.engine["backend"] == "onnxruntime"
@@ -77,6 +78,7 @@ def test_drifting_openvino_artefact_is_refused_and_stale_files_removed(tiny_unet
     assert not (tmp_path / "engine.json").exists()  # nothing verified: no engine recorded
 
 
+@pytest.mark.full
 def test_compiled_model_cache_is_reused(tiny_unet, tmp_path, monkeypatch):
     monkeypatch.setenv("REGENRT_CACHE_DIR", str(tmp_path / "cache"))
     export_checkpoint(tiny_unet, tmp_path / "e", cpu_engine="openvino", parity_samples=1)

@@ -34,6 +34,7 @@ def test_an_int8_artefact_named_for_bf16_whose_other_layers_run_fp32_is_named_a_
     assert check_name("model.openvino.int8.xml", proof) is None
 
 
+@pytest.mark.full
 def test_worst_is_of_what_was_published_and_refusals_are_listed_apart(tmp_path):
     """An export whose optional INT8 candidate is refused by a strict gate still succeeds: its "worst" row is a
     published artefact's, the refusal sits in "refused"."""

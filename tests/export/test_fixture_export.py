@@ -27,6 +27,7 @@ def _ort(path, x):
     return OnnxRuntimeRunner(path).infer({"input": x})["output"]
 
 
+@pytest.mark.full
 def test_deeplab_onnx_fp32_matches_smp_reference(deeplab_export):
     result, ref, _ = deeplab_export
     assert np.abs(_ort(result.artefacts["fp32"], ref["x"]) - ref["y"]).max() <= 1e-4

@@ -28,6 +28,7 @@ def small_deeplab(tmp_path_factory):
     return path
 
 
+@pytest.mark.full
 def test_breach_rejects_only_the_drifting_artefacts_and_removes_stale_copy(small_unet, tmp_path):
     """A 200 dB gate: every artefact that does not compute in FP32 breaches it (the FP16 graph always; the OpenVINO
     candidates too where they run bf16 or int8 -- which depends on the CPU, so the expectation is read from what

@@ -71,6 +71,7 @@ def _run(xml_or_model, x):
     return np.concatenate([request.infer({0: x[i:i + 1]})[compiled.outputs[0]].copy() for i in range(len(x))])
 
 
+@pytest.mark.full
 def test_ranking_covers_every_quantized_layer_and_its_head_costs_the_most(quantized):
     source, xml, x, ref = quantized
     import openvino as ov
@@ -105,6 +106,7 @@ def test_bypass_puts_the_fp32_weights_back_as_the_ignored_scope_does(quantized):
     assert with_weights > data_only, (data_only, with_weights)
 
 
+@pytest.mark.full
 def test_requantizing_with_the_costliest_layers_ignored_gains_accuracy(quantized, tmp_path):
     source, xml, x, ref = quantized
     ranking, _ = sensitivity(source, xml, x)
@@ -115,6 +117,7 @@ def test_requantizing_with_the_costliest_layers_ignored_gains_accuracy(quantized
     assert _psnr(ref, _run(str(mixed), x)) > _psnr(ref, _run(str(xml), x))
 
 
+@pytest.mark.full
 def test_export_repairs_a_refused_int8_ir_and_says_what_it_kept(tmp_path):
     """A gate set 0.5 dB above what plain INT8 reaches on this model (any CPU kind): the export keeps the
     costliest layers in FP32 (predicted by the ranking, then verified by the real gate) and publishes the mixed IR;

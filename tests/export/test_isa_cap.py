@@ -120,6 +120,7 @@ OPEN = """
 """
 
 
+@pytest.mark.full
 def test_int8_quantized_for_the_cpu_and_a_vnni_ir_refused_where_int8_saturates(tmp_path):
     """Natively the quantization guards what this CPU needs; under the cap it always takes 7-bit weights; an IR
     quantized with only the first layer guarded (what a VNNI machine writes) is refused under the cap, the 7-bit

@@ -2,6 +2,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from regenrt.export.metadata import read_metadata
@@ -33,6 +34,7 @@ def test_batch_stats_mode_matches_train_mode_batchnorm(pix2pix_fixture, tmp_path
     assert np.abs(expected - ref["y"]).max() > 1e-2  # the modes really differ on this checkpoint
 
 
+@pytest.mark.full
 def test_dynamo_exporter(deeplab_fixture, tmp_path):
     path, ref = deeplab_fixture
     result = export_checkpoint(path, tmp_path, exporter="dynamo", precision="fp32", parity_samples=2,

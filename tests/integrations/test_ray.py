@@ -36,6 +36,7 @@ def _same_as_run_infer(engine_path, inputs, tmp_path, options):
     return summary
 
 
+@pytest.mark.full
 def test_phase_with_a_bad_item_in_the_middle(local_ray, deeplab_engine_dir, tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "in").mkdir()
@@ -93,6 +94,7 @@ def test_boxes_and_submission_as_run_infer_writes_them(local_ray, pix2pix_engine
     assert subs["ray"] == subs["ref"] and subs["ray"].count(b"\n") == 1 + (16 + 6) * 3
 
 
+@pytest.mark.full
 def test_a_killed_driver_is_completed_by_a_rerun(local_ray, deeplab_engine_dir, tmp_path):
     """SIGKILL the whole `run-infer --ray` process group once a few items are recorded; the re-run does only the
     rest, and the outputs equal run-infer's byte for byte."""

@@ -31,6 +31,7 @@ def _fixture_path(name):
     pytest.skip(f"{name} is not among the fixtures at {SHARED_FIXTURES}")
 
 
+@pytest.mark.full(cases=["smp_deeplabv3plus_tu_mobilenetv3_seg3"])
 @pytest.mark.parametrize("name", list(FIXTURES))
 def test_the_authors_checkpoints_export_with_no_flags_and_reproduce_their_outputs(shared_fixtures, tmp_path, name):
     path = _fixture_path(name)
@@ -69,6 +70,7 @@ def _runs(engine_dir, task):
     assert read_png(root / "out" / f"p0{suffix}").shape[:2] == (100, 140)
 
 
+@pytest.mark.full
 def test_identical_encoders_name_the_match_and_the_runner_up(shared_fixtures):
     loaded = build_from_state_dict(load_checkpoint(_fixture_path("smp_deeplabv3plus_tu_mobilenetv3_seg3")).state_dict)
     assert loaded.config["encoder_name"] == "tu-mobilenetv3_small_100"
@@ -89,6 +91,7 @@ CASES = [  # (smp architecture, encoder, constructor arguments) -> built with sm
 ]
 
 
+@pytest.mark.full(cases=["unet-resnet18", "unet-mobilenet_v2", "linknet-resnet18", "unetplusplus-resnet18"])
 @pytest.mark.parametrize("arch,encoder,kwargs", CASES, ids=[f"{a}-{e}" for a, e, _ in CASES])
 def test_any_smp_model_is_found_from_its_weights_and_built_with_smp(arch, encoder, kwargs):
     torch.manual_seed(0)
@@ -101,6 +104,7 @@ def test_any_smp_model_is_found_from_its_weights_and_built_with_smp(arch, encode
         assert torch.equal(loaded.model(x), model(x))
 
 
+@pytest.mark.full
 def test_a_resnext_deeplab_the_built_in_takes_for_a_resnet_is_built_with_smp():
     """The built-in ResNet DeepLabV3+ recognises the keys of a ResNeXt one, not its grouped convolutions: smp
     builds it instead (it used to be refused as 'saved incompletely')."""
@@ -109,6 +113,7 @@ def test_a_resnext_deeplab_the_built_in_takes_for_a_resnet_is_built_with_smp():
     assert loaded.arch.name == "smp" and loaded.config["encoder_name"] == "resnext50_32x4d"
 
 
+@pytest.mark.full
 def test_a_save_pretrained_folder_of_any_class_and_a_wrapped_float16_training_dict(tmp_path):
     model = smp.create_model("fpn", encoder_name="resnet18", encoder_weights=None, classes=3,
                              encoder_output_stride=32).eval()

@@ -179,6 +179,7 @@ def test_old_torch_unpickler_is_refused_unless_accepted(tmp_path, monkeypatch, r
         assert not checkpoint.load_checkpoint(tmp_path / "m.safetensors").warnings
 
 
+@pytest.mark.full
 def test_quiet_export_still_prints_the_security_warning(tmp_path):
     """A security warning is never silenced by -q: the export with an old torch (and the flag) prints it."""
     import subprocess

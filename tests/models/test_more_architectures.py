@@ -33,6 +33,7 @@ def fixture(request, shared_fixtures, tmp_path_factory):
     return name, path, data, out, result
 
 
+@pytest.mark.full(cases=["torchvision_fcn_resnet50_seg4"])
 def test_detected_without_flags_and_reproduces_its_library(fixture):
     name, path, data, _, result = fixture
     arch, expected = FIXTURES[name]
@@ -70,6 +71,7 @@ def test_run_infer_segments_pictures_end_to_end(fixture, tmp_path):
         assert np.mean(read_png(tmp_path / "o" / f"s{i}_label.png") == expected) >= 0.995
 
 
+@pytest.mark.full
 def test_deeplabv3_has_torchvisions_layout_and_passes_the_gate(tmp_path):
     torch.manual_seed(0)
     model = create_model("deeplabv3_resnet50", classes=3, aux=True)

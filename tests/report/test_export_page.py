@@ -36,6 +36,7 @@ def int8_export(tmp_path_factory):
     return root / "e"
 
 
+@pytest.mark.full
 def test_the_export_page_opens_whole_and_offline_in_a_browser(int8_export, tmp_path):
     seen = open_page(int8_export / "report.html", tmp_path)
     assert "error" not in seen, seen.get("error")

@@ -79,6 +79,7 @@ def _items(task: str, n: int = 3) -> list[dict]:
     return [{"phase": rng.uniform(-4, 4, (HW, HW))} for _ in range(n)]
 
 
+@pytest.mark.full(cases=["inpainting", "phase-recovery"])
 @pytest.mark.parametrize("task", ["inpainting", "segmentation", "phase-recovery"])
 def test_device_path_matches_cpu_path(tiny_engines, task):
     cpu = tiny_engines[task]
@@ -123,6 +124,7 @@ def test_pipeline_on_device_writes_what_cpu_writes(tiny_engines, tmp_path):
         assert np.array_equal(read_png(tmp_path / "gpu" / f"p{i}.png")[known], _items("inpainting", 5)[i]["picture"][known])
 
 
+@pytest.mark.full
 def test_a_batch_is_one_launch_each_side_and_buffers_are_reused(tiny_engines, monkeypatch):
     """Per batch: one pre-kernel and one post-kernel launch, the raw inputs staged in buffers reused batch after
     batch (per item, with an allocation per upload, run-infer reached 0.22-0.25 of the engine's speed on an H200)."""
@@ -148,6 +150,7 @@ def test_a_batch_is_one_launch_each_side_and_buffers_are_reused(tiny_engines, mo
         assert np.array_equal(a[".png"], b[".png"])  # and nothing of the first batch leaks into the second
 
 
+@pytest.mark.full
 def test_concurrent_predictors_on_one_device_engine(tiny_engines):
     """The runner's buffers and staging are shared: batches from several threads take turns."""
     from concurrent.futures import ThreadPoolExecutor
@@ -166,6 +169,7 @@ def test_concurrent_predictors_on_one_device_engine(tiny_engines):
                 assert np.array_equal(want[suffix], got[suffix]), suffix
 
 
+@pytest.mark.full
 def test_staging_is_bounded_by_count_and_by_pinned_bytes(tiny_engines):
     """Inputs of many sizes: the least recently used shapes' buffers go — beyond a number of shapes, and beyond a
     budget of page-locked bytes (16 shapes of large batches can pin more host memory than a machine has)."""
@@ -188,6 +192,7 @@ def test_staging_is_bounded_by_count_and_by_pinned_bytes(tiny_engines):
     assert list(counted.slots.keys()) == [2, 3, 4]
 
 
+@pytest.mark.full
 def test_nan_output_on_the_device_path_is_an_item_failure_not_a_picture(tiny_engines, tmp_path):
     """The device path checks the engine's outputs too: a NaN (FP16 overflow) used to become an all-zero or
     arbitrary picture, written and recorded as done."""
@@ -226,6 +231,7 @@ def _write_inpainting(tmp_path, n):
         save_png(tmp_path / "masks" / f"p{i}_mask.png", item["mask"])
 
 
+@pytest.mark.full
 def test_a_failed_device_batch_is_retried_item_by_item(tiny_engines, tmp_path):
     """Phase on the device: the retry of a failed batch used to fail every item (KeyError 'phase': the batch had
     popped it)."""
@@ -287,6 +293,7 @@ class GraphRunner(SimulatedDeviceRunner):
         return Graph()
 
 
+@pytest.mark.full(cases=["segmentation"])
 @pytest.mark.parametrize("task", ["inpainting", "segmentation"])  # (phase: the same code; slow in the simulator)
 def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task):
     """The whole device pipeline of a shape is captured on its second batch and replayed from then on (checked
@@ -306,6 +313,7 @@ def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task)
             assert np.array_equal(e[suffix], g[suffix]), suffix
 
 
+@pytest.mark.full
 def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
     cpu = tiny_engines["segmentation"]
     items = _items("segmentation", 2)
@@ -338,6 +346,7 @@ def test_pipeline_graph_off_switch_and_replay_check(tiny_engines, monkeypatch):
             assert np.array_equal(e[suffix], g[suffix])
 
 
+@pytest.mark.full
 def test_pipeline_graph_recaptured_when_the_runners_buffers_change(tiny_engines):
     """A runner that evicted and re-made a shape's buffers: the old graph points at freed memory — never replay it."""
     cpu = tiny_engines["segmentation"]

@@ -103,6 +103,7 @@ def _outputs(out_dir):
     return {p.name: p.read_bytes() for p in sorted(out_dir.glob("*.png"))}
 
 
+@pytest.mark.full(cases=["kill-9"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupted_run_resumes_to_identical_outputs(deeplab_engine_dir, tmp_path, sig):
     n = 40

@@ -137,6 +137,7 @@ def test_a_hanging_a_deaf_and_a_dying_stage_keep_to_the_deadline_and_keep_what_f
     assert "INCOMPLETE" in md and "interrupted" in md and "not measured" in md
 
 
+@pytest.mark.full
 def test_stages_past_the_deadline_are_listed_as_not_run(tmp_path):
     plan = _stand_ins(tmp_path, {"e2e": "hang", "kernels": "passes"})
     result, seconds, report = _check(tmp_path, plan, tmp_path / "out", "--deadline", "12", "--stages",
@@ -146,6 +147,7 @@ def test_stages_past_the_deadline_are_listed_as_not_run(tmp_path):
     assert "kernels: not run" in (tmp_path / "out" / "report.md").read_text()
 
 
+@pytest.mark.full
 def test_a_rerun_after_a_killed_run_never_reports_the_old_rows(tmp_path):
     out = tmp_path / "out"
     (tmp_path / "a").mkdir()
