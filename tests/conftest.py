@@ -85,7 +85,8 @@ def pix2pix_fixture(shared_fixtures):
 @pytest.fixture(scope="session")
 def deeplab_engine_dir(deeplab_fixture, tmp_path_factory):
     """The shared DeepLabV3+ checkpoint exported once per session (FP32 + FP16 + OpenVINO; INT8 candidates are
-    exported and judged in tests/export/test_int8.py and test_fixture_export.py, not by every runtime test)."""
+    exported and judged in tests/export/test_int8.py, test_fixture_export.py and the demo's export, not by every
+    runtime test; the same for the two below)."""
     from regenrt.export.pipeline import export_checkpoint
 
     out = tmp_path_factory.mktemp("deeplab_engine")
@@ -98,7 +99,7 @@ def pix2pix_engine_dir(pix2pix_fixture, tmp_path_factory):
     from regenrt.export.pipeline import export_checkpoint
 
     out = tmp_path_factory.mktemp("pix2pix_engine")
-    export_checkpoint(pix2pix_fixture[0], out, parity_samples=2)
+    export_checkpoint(pix2pix_fixture[0], out, parity_samples=2, int8="off")
     return out
 
 
@@ -114,5 +115,5 @@ def segmentation_setup(tmp_path_factory):
     model = create_model("deeplabv3plus_r18", in_channels=3, classes=4).eval()
     root = tmp_path_factory.mktemp("seg")
     torch.save(model.state_dict(), root / "seg.pt")
-    export_checkpoint(root / "seg.pt", root / "engine", parity_samples=1, input_shape="1x3x64x64")
+    export_checkpoint(root / "seg.pt", root / "engine", parity_samples=1, input_shape="1x3x64x64", int8="off")
     return model, root / "engine"

@@ -48,6 +48,7 @@ def test_the_package_is_built_gated_and_fingerprinted(exported):
     assert "model.aoti-cpu.pt2" in timed  # timed by the same selection as every CPU candidate
 
 
+@pytest.mark.full
 def test_the_loaded_package_matches_pytorch_at_any_batch(exported):
     root, model, _, _ = exported
     engine = Engine.load(root / "e" / "model.aoti-cpu.pt2", device="cpu")
@@ -60,6 +61,7 @@ def test_the_loaded_package_matches_pytorch_at_any_batch(exported):
         assert got.shape == want.shape and np.abs(got - want).max() / (want.max() - want.min()) < 1e-4
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("damage", ["bytes", "torch", "cpu_capability", "unverified", "no fingerprint"])
 def test_a_package_is_refused_before_any_input_is_read(exported, tmp_path, damage):
     root, _, _, _ = exported
@@ -84,6 +86,7 @@ def test_a_package_is_refused_before_any_input_is_read(exported, tmp_path, damag
         assert "export-engine" in str(err.value)  # the command that rebuilds it
 
 
+@pytest.mark.full
 def test_an_export_without_a_gpu_says_how_the_gpu_engine_is_built(exported):
     root, _, result, lines = exported
     if torch.cuda.is_available():
@@ -96,6 +99,7 @@ def test_an_export_without_a_gpu_says_how_the_gpu_engine_is_built(exported):
     assert any("GPU engine: none built here" in line for line in lines)
 
 
+@pytest.mark.full
 def test_sizes_outside_the_compiled_range_are_refused_and_large_batches_split(exported):
     """The compiled code checks no shapes itself: the runner refuses a size it was not compiled for, and splits a
     batch above the compiled maximum (4 here) into parts with the same answers."""

@@ -1,5 +1,9 @@
-"""export_checkpoint on the authors' checkpoints: ONNX FP32 reproduces their outputs, FP16 passes the gate."""
+"""export_checkpoint on the authors' checkpoints: ONNX FP32 reproduces their outputs, FP16 passes the gate.
+
+The quick tests read the session's exports of the two checkpoints (tests/conftest.py: no INT8); the parity report
+of a whole export, INT8 candidates included, is a test of the full set."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -11,23 +15,36 @@ from regenrt.export.pipeline import export_checkpoint
 from regenrt.runtime.backends.onnxruntime import OnnxRuntimeRunner
 
 
+def _published(engine_dir):
+    """An export directory as ``export_checkpoint``'s result: ``artefacts`` (kind -> path) from parity.json."""
+    report = json.loads((engine_dir / "parity.json").read_text())
+    return SimpleNamespace(artefacts={kind: engine_dir / name for kind, name in report["published"].items()},
+                           output_dir=engine_dir)
+
+
 @pytest.fixture(scope="module")
-def deeplab_export(deeplab_fixture, tmp_path_factory):
+def deeplab_export(deeplab_fixture, deeplab_engine_dir):
+    path, ref = deeplab_fixture
+    return _published(deeplab_engine_dir), ref, path
+
+
+@pytest.fixture(scope="module")
+def pix2pix_export(pix2pix_fixture, pix2pix_engine_dir):
+    path, ref = pix2pix_fixture
+    return _published(pix2pix_engine_dir), ref, path
+
+
+@pytest.fixture(scope="module")
+def deeplab_whole_export(deeplab_fixture, tmp_path_factory):
+    """Every default, INT8 candidates included."""
     path, ref = deeplab_fixture
     return export_checkpoint(path, tmp_path_factory.mktemp("deeplab")), ref, path
-
-
-@pytest.fixture(scope="module")
-def pix2pix_export(pix2pix_fixture, tmp_path_factory):
-    path, ref = pix2pix_fixture
-    return export_checkpoint(path, tmp_path_factory.mktemp("pix2pix")), ref, path
 
 
 def _ort(path, x):
     return OnnxRuntimeRunner(path).infer({"input": x})["output"]
 
 
-@pytest.mark.full
 def test_deeplab_onnx_fp32_matches_smp_reference(deeplab_export):
     result, ref, _ = deeplab_export
     assert np.abs(_ort(result.artefacts["fp32"], ref["x"]) - ref["y"]).max() <= 1e-4
@@ -80,8 +97,9 @@ def test_metadata_describes_the_artefact(deeplab_export):
     assert read_metadata(result.artefacts["fp32"])["precision"] == "fp32"
 
 
-def test_report_saved_with_every_artefact_and_case(deeplab_export):
-    result, _, _ = deeplab_export
+@pytest.mark.full
+def test_report_saved_with_every_artefact_and_case(deeplab_whole_export):
+    result, _, _ = deeplab_whole_export
     report = json.loads((result.output_dir / "parity.json").read_text())
     required = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "openvino": "model.openvino.xml"}
     assert report["passed"] and report["published"].items() >= required.items()

@@ -47,6 +47,7 @@ def test_detected_without_flags_and_reproduces_its_library(fixture):
             assert _rel(loaded.model(torch.from_numpy(data[xs])).numpy(), data[ys]) <= 1e-4, xs
 
 
+@pytest.mark.full(cases=["torchvision_fcn_resnet50_seg4"])
 def test_onnx_runtime_fp32_reproduces_its_library(fixture):
     _, _, data, out, _ = fixture
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -55,6 +56,7 @@ def test_onnx_runtime_fp32_reproduces_its_library(fixture):
         assert _rel(session.run(None, {name: data[xs]})[0], data[ys]) <= 1e-4, xs
 
 
+@pytest.mark.full(cases=["torchvision_fcn_resnet50_seg4"])
 def test_run_infer_segments_pictures_end_to_end(fixture, tmp_path):
     _, path, _, out, _ = fixture
     pictures = synthetic_pictures(3, 96, 128, 3, seed=4)

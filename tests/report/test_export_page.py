@@ -52,6 +52,7 @@ def test_the_export_page_opens_whole_and_offline_in_a_browser(int8_export, tmp_p
     assert "<script" not in html
 
 
+@pytest.mark.full
 def test_its_numbers_are_those_of_parity_json_and_engine_json(int8_export):
     html = (int8_export / "report.html").read_text()
     parity = json.loads((int8_export / "parity.json").read_text())
@@ -87,6 +88,9 @@ def test_the_page_of_refused_candidates_says_why_for_each(tmp_path):
     for entry in refused:
         row = re.search(rf'<tr data-artefact="{re.escape(entry["artefact"])}".*?</tr>', html, re.S).group(0)
         assert "refused:" in row and entry["worst_criterion"] in row
+    seen = open_page(tmp_path / "e" / "report.html", tmp_path)  # (the quick set's browser check of this page)
+    assert "error" not in seen, seen.get("error")
+    assert seen["broken"] == 0 and seen["fetched"] == [] and seen["console"] == [], seen
 
 
 def test_the_worst_of_your_own_samples_has_its_panel(tmp_path):
