@@ -97,12 +97,15 @@ def _stub_finds_this_python() -> None:
 
 def serve(engine, *, options=None, name: str | None = None, http_port: int = 8000, grpc_port: int = 8001,
           metrics_port: int = 8002, address: str = "127.0.0.1", max_batch_size: int = 8,
-          max_queue_delay_us: int = 2000, instances: int | None = None, log_verbose: int = 0):
+          max_queue_delay_us: int = 2000, instances: int | None = None, log_verbose: int = 0,
+          log_file: str | os.PathLike | None = None):
     """Start Triton with the engine bound as model ``name`` (default: the task, ``-`` -> ``_``) and return the
     running ``pytriton.triton.Triton`` (a context manager: leaving it stops the server). ``engine``: an Engine,
     an artefact path or an export directory (loaded as run-infer loads it: its engine.json engine, in
     throughput mode). ``instances``: model instances taking batches at once (default: as
-    many as the engine runs in flight, ``engine.requests`` — OpenVINO's throughput mode asks for 2 on 2 cores)."""
+    many as the engine runs in flight, ``engine.requests`` — OpenVINO's throughput mode asks for 2 on 2 cores).
+    ``log_file``: where Triton writes its log (each refused request's error among it); default: this process's
+    console, as Triton does."""
     import_pytriton()
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
@@ -116,7 +119,8 @@ def serve(engine, *, options=None, name: str | None = None, http_port: int = 800
     instances = instances or engine.requests
     _stub_finds_this_python()
     config = TritonConfig(http_address=address, http_port=http_port, grpc_address=address, grpc_port=grpc_port,
-                          metrics_address=address, metrics_port=metrics_port, log_verbose=log_verbose)
+                          metrics_address=address, metrics_port=metrics_port, log_verbose=log_verbose,
+                          log_file=None if log_file is None else Path(log_file))
     triton = Triton(config=config)
     try:
         triton.bind(model_name=name or engine.task.replace("-", "_"),

@@ -20,10 +20,18 @@ from .ports import free_ports  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def served(inpainting_engine):
+def server_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("triton") / "triton.log"
+
+
+@pytest.fixture(scope="module")
+def served(inpainting_engine, server_log):
+    """(Triton's log goes to a file: written to the console, the server's own process printed the refused
+    requests' tracebacks into pytest's progress line.)"""
     engine = Engine.load(inpainting_engine, device="cpu")
     http, grpc, metrics = free_ports(3)
-    with serve(engine, http_port=http, grpc_port=grpc, metrics_port=metrics, max_batch_size=4) as triton:
+    with serve(engine, http_port=http, grpc_port=grpc, metrics_port=metrics, max_batch_size=4,
+               log_file=server_log) as triton:
         assert triton.is_alive()
         yield f"http://127.0.0.1:{http}", Predictor(engine, RunOptions(batch_size=1))
 
@@ -50,7 +58,7 @@ def test_concurrent_clients_get_the_predictors_answers(served):
         assert np.array_equal(got, want)
 
 
-def test_malformed_requests_get_clear_errors_and_the_server_stays_up(served):
+def test_malformed_requests_get_clear_errors_and_the_server_stays_up(served, server_log):
     url, predictor = served
     (picture, mask), = _requests(1, seed=9)
     with ModelClient(url, "inpainting", init_timeout_s=60) as c:
@@ -62,3 +70,4 @@ def test_malformed_requests_get_clear_errors_and_the_server_stays_up(served):
             c.infer_sample(picture=picture.astype(np.float32), mask=mask)
         good = c.infer_sample(picture=picture, mask=mask)["image"]  # still up, still right
     assert np.array_equal(good, predictor.predict(picture=picture, mask=mask)[".png"])
+    assert "mask is 64x64 but the picture is 128x128" in server_log.read_text(errors="replace")  # logged, there
