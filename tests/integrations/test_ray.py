@@ -51,6 +51,7 @@ def test_phase_with_a_bad_item_in_the_middle(local_ray, deeplab_engine_dir, tmp_
     assert (again.done, again.skipped, again.failed) == (0, 4, 1)  # a re-run skips what the manifest recorded
 
 
+@pytest.mark.full
 def test_inpainting_and_segmentation(local_ray, pix2pix_engine_dir, segmentation_setup, tmp_path):
     pictures = synthetic_pictures(3, 256, 256, 3, seed=2)
     masks = box_masks(3, 256, 256, seed=3)[0]

@@ -255,6 +255,7 @@ def test_threads_of_a_warp_take_neighbouring_pixels():
     assert (got[:, :, 0] == i % kc.THREADS).all() and (got[:, :, 1] == i // kc.THREADS).all()
 
 
+@pytest.mark.full(cases=["65535"])
 @pytest.mark.parametrize("top", [255, 65535])
 def test_phase_finish_on_the_device_equals_the_host_finish(top):
     """Quantization to the PNG's values and the per-item statistics (span, share clipped, NaN/Inf) on the device:

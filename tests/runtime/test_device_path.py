@@ -293,7 +293,7 @@ class GraphRunner(SimulatedDeviceRunner):
         return Graph()
 
 
-@pytest.mark.full(cases=["segmentation"])
+@pytest.mark.full
 @pytest.mark.parametrize("task", ["inpainting", "segmentation"])  # (phase: the same code; slow in the simulator)
 def test_pipeline_graph_captured_once_per_shape_and_replayed(tiny_engines, task):
     """The whole device pipeline of a shape is captured on its second batch and replayed from then on (checked
