@@ -22,7 +22,8 @@ COMMANDS = {
 }
 # flags of other programs the pages show (pytest and its plugins, pip, Ray's CLI; the GPU check's are read from
 # its --help below)
-OTHER_FLAGS = {"--benchmark", "--benchmark-compare", "--benchmark-compare-fail", "--benchmark-json", "--no-deps",
+OTHER_FLAGS = {*re.findall(r'addoption\("(--[a-z-]+)"', (ROOT / "conftest.py").read_text()),  # this repo's pytest
+               "--benchmark-compare", "--benchmark-compare-fail", "--benchmark-json", "--no-deps",
                "--help", "--co", "--address", "--head", "--extra-index-url", "--index-url", "--cc"}
 
 

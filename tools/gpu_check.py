@@ -63,7 +63,7 @@ STAGES = {s.name: s for s in (
     Stage("peers-prep", ("--benchmark", "benchmarks/test_gpu_peers.py", "-k", "test_prepare_peer_artefacts"), 65),
     Stage("peers", ("--benchmark", "benchmarks/test_gpu_peers.py", "-k", "test_gpu_peer and b8-256"), 100,
           ("engine_vs_best_peer_r50_b8", "engine_vs_best_peer_unet_b8", "engine_vs_eager_fp32_r50_b8")),
-    Stage("tests", ("tests/gpu", "tests/kernels/test_numba_cuda.py"), 95),
+    Stage("tests", ("--full", "tests/gpu", "tests/kernels/test_numba_cuda.py"), 95),  # (every case: --full)
 )}
 OPTIONAL = {s.name: s for s in (  # not in the default run: --stages names them (with --deadline up to 570)
     Stage("models", ("--benchmark", "benchmarks/test_models.py", "-k", "torch-cuda and (deeplabv3plus_r50_1ch or "

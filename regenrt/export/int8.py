@@ -50,7 +50,8 @@ def import_nncf():
     try:
         import nncf
     except ImportError:
-        raise MissingDependencyError("INT8 candidates need NNCF: `pip install regenrt[int8]` (or pass --int8 off)."
+        raise MissingDependencyError("INT8 candidates need NNCF: `pip install regenrt[int8]` (or pass --int8 off; "
+                                     "Python: export_checkpoint(int8='off'))."
                                      ) from None
     nncf.set_log_level(logging.ERROR)
     return nncf

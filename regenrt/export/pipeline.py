@@ -202,7 +202,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     precisions = PRECISIONS[precision]
     gpu_kind = resolve_gpu_engine(gpu.engine)
     if gpu_kind == "tensorrt" and "fp16" not in precisions:
-        raise InputError("a TensorRT engine is built from the FP16 graph: use --precision fp16 (the default).")
+        raise InputError("a TensorRT engine is built from the FP16 graph: use --precision fp16 (the default; Python: "
+                         "export_checkpoint(precision='fp16')).")
     use_int8 = _resolve_int8(int8, with_openvino)
     if run_batch < 1:
         raise InputError(f"run_batch must be a positive batch size, got {run_batch}.")
@@ -221,7 +222,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     if not task_name:
         raise ArchitectureError(
             f"{loaded.arch.name} with {config.get('in_channels')} input channels and {config.get('classes')} class "
-            "could be binary segmentation or dense regression; pass --task segmentation or --task phase-recovery."
+            "could be binary segmentation or dense regression; pass --task segmentation or --task phase-recovery "
+            "(Python: export_checkpoint(task='segmentation') or task='phase-recovery')."
         )
     task_obj = get_task(task_name)
     in_contract = task_obj.input_contract(config)

@@ -92,7 +92,7 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
                 f"checkpoint {str(path)!r} can only be loaded by executing pickled code (it references "
                 f"{found.group(1)}). regenrt refuses that by default because loading it could run arbitrary code. "
                 "Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)) or, only if you trust its "
-                "origin, pass --trust-pickle (recorded as a warning in every artefact)."
+                "origin, pass --trust-pickle (Python: trust_pickle=True; recorded as a warning in every artefact)."
             ) from None
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a readable PyTorch file ({_short(exc)}); it may be truncated or "

@@ -106,12 +106,14 @@ def _check_archive(path: Path, trust_pickle: bool) -> dict:
             raise UnsafeCheckpointError(
                 f"{path.name} holds files a torch.export program does not need ({', '.join(unexpected[:3])}): a "
                 "packaged AOTInductor library or another writer's data, which loading could run as code. Save the "
-                "program alone with torch.export.save, or — only if you trust its origin — pass --trust-pickle.")
+                "program alone with torch.export.save, or — only if you trust its origin — pass --trust-pickle "
+                "(Python: trust_pickle=True).")
         if pickled and not trust_pickle:
             raise UnsafeCheckpointError(
                 f"{path.name} holds pickled objects ({', '.join(pickled[:4])}): loading them could run arbitrary "
                 "code, and regenrt refuses that by default. Save the program again with a recent torch (weights are "
-                "then stored as raw tensors), or — only if you trust its origin — pass --trust-pickle.")
+                "then stored as raw tensors), or — only if you trust its origin — pass --trust-pickle (Python: "
+                "trust_pickle=True).")
         meta = next((archive.read(i) for i in infos if i.filename.endswith((f"extra/{EXTRA_FILE}",
                                                                              f"extra_files/{EXTRA_FILE}"))), None)
     return json.loads(meta) if meta else {}

@@ -106,3 +106,21 @@ def test_run_infer_checks_its_folders_before_loading_the_engine_and_leaves_no_lo
                      tmp_path / "o", "-q")
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "o" / LOCK_NAME).exists() and (tmp_path / "o" / "a.png").exists()
+
+
+def test_export_refusals_reaching_python_name_the_python_argument_too(tmp_path):
+    """export_checkpoint is called from Python as often as export-engine from a shell: its refusals say both."""
+    import torch
+
+    from regenrt.errors import ArchitectureError, UnsafeCheckpointError
+    from regenrt.export.pipeline import export_checkpoint
+    from regenrt.models import create_model
+
+    torch.save(create_model("deeplabv3plus_r18", in_channels=3, classes=1).state_dict(), tmp_path / "bin.pt")
+    with pytest.raises(ArchitectureError, match=r"--task segmentation or --task phase-recovery \(Python: "
+                                                 r"export_checkpoint\(task='segmentation'\)"):
+        export_checkpoint(tmp_path / "bin.pt", tmp_path / "e")
+    torch.save({"state_dict": {}, "extra": ArchitectureError("x")}, tmp_path / "pickled.pt")
+    with pytest.raises(UnsafeCheckpointError, match=r"--trust-pickle \(Python: trust_pickle=True"):
+        export_checkpoint(tmp_path / "pickled.pt", tmp_path / "e2")
+    assert not (tmp_path / "e").exists() and not (tmp_path / "e2").exists()

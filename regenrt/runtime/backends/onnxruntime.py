@@ -189,4 +189,4 @@ def check_providers(requested: tuple[str, ...], active: list[str], name: str) ->
         raise MissingDependencyError(
             f"ONNX Runtime could not start {dropped} for {name} (the session runs on {active} instead); the CUDA, "
             "cuDNN or TensorRT libraries that provider needs are missing or do not match this onnxruntime-gpu. "
-            "Not falling back silently: fix the installation, or run with --device cpu.")
+            "Not falling back silently: fix the installation, or run with --device cpu (Python: device='cpu').")
