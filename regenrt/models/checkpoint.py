@@ -15,6 +15,7 @@ import argparse
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,10 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False)
     try:
         # argparse.Namespace is how many training scripts store their options; it runs no code when rebuilt.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # A plain pickle (not torch.save) makes torch warn of its protocol and ask for a bug report before it
+        # fails: the failure is reported as what it is (not a PyTorch file), the warning would only mislead.
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL\s+([\w.]+)", str(exc))
@@ -184,8 +188,6 @@ def check_unpickler(path: Path, accept_unsafe_torch: bool) -> str | None:
 
 
 def _warn(message: str) -> None:
-    import warnings
-
     warnings.warn(message, SecurityWarning, stacklevel=3)
 
 
@@ -211,10 +213,10 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, stat
     sd, stripped = _strip_prefixes(dict(sd))
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    warnings = [w for w in [unsafe] if w]
+    cautions = [w for w in [unsafe] if w]
     if trust_pickle:
-        warnings.append("loaded with --trust-pickle: the checkpoint was unpickled with code execution allowed")
+        cautions.append("loaded with --trust-pickle: the checkpoint was unpickled with code execution allowed")
     if pretrained is None:
-        return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings)
-    return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, warnings, pretrained.arch,
+        return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, cautions)
+    return Checkpoint(path, sha256_file(path), sd, dtypes, key, stripped, cautions, pretrained.arch,
                       pretrained.overrides, pretrained.config_path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from regenrt.errors import ArchitectureError, CheckpointError, UnsafeCheckpointError
+from regenrt.errors import ArchitectureError, CheckpointError, SecurityWarning, UnsafeCheckpointError
 from regenrt.models import build_from_state_dict, create_model, load_checkpoint
 
 
@@ -92,7 +92,8 @@ def test_whole_module_pickle_needs_opt_in(tmp_path, unet):
     torch.save(unet, path)
     with pytest.raises(UnsafeCheckpointError, match="executing pickled code"):
         load_checkpoint(path)
-    ckpt = load_checkpoint(path, trust_pickle=True)
+    with pytest.warns(SecurityWarning, match="unpickled with --trust-pickle"):
+        ckpt = load_checkpoint(path, trust_pickle=True)
     assert ckpt.warnings and "trust-pickle" in ckpt.warnings[0]
     assert _same_outputs(build_from_state_dict(ckpt.state_dict).model, unet)
 
@@ -113,6 +114,7 @@ def test_argparse_namespace_in_training_dict_is_allowed(tmp_path, unet):
     (lambda p: (torch.save([1, 2, 3], p), p)[1], "expected a state_dict"),
     (lambda p: (torch.save({"epoch": 3, "lr": 0.1}, p), p)[1], "no state_dict found.*--state-key"),
 ], ids=["missing", "directory", "empty", "random-bytes", "plain-pickle", "list", "no-weights"])
+@pytest.mark.filterwarnings("error")  # (a plain pickle: torch's own warning about its protocol stays inside)
 def test_bad_paths(tmp_path, make, match):
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(make(tmp_path / "ckpt.pt"))

@@ -279,6 +279,7 @@ def _fuzzed_npy(rng, n):
         yield bytes(data)
 
 
+@pytest.mark.filterwarnings("ignore:Data type alias:DeprecationWarning")  # (fuzzed headers name old dtype aliases)
 def test_fuzzed_npy_files_are_input_errors_and_allocate_nothing(tmp_path):
     """Every fuzzed .npy becomes an InputError with a reason (a fuzzer found tokenize.TokenError from NumPy's header
     parser, and a MemoryError for a shape the pixel limit did not stop); nothing is allocated for a header that
