@@ -82,7 +82,7 @@ case "$cmd" in
   test) setup; run_tests "$@" ;;
   bench) setup; PYTHONWARNINGS="ignore:Editable installation" "$py" -m pip install -q -e ".[test,bench]"; exec "$py" -m pytest --benchmark "$@" ;;
   gpu-check) exec "${REGENRT_PYTHON:-python3}" tools/gpu_check.py "$@" ;;
-  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [pytest args] | ./dev.sh bench [pytest args]" \
+  *) echo "usage: ./dev.sh demo [task] [-o DIR] | ./dev.sh test [--full] [pytest args] | ./dev.sh bench [pytest args]" \
           "| ./dev.sh gpu-check [--help]" >&2
      exit 2 ;;
 esac
