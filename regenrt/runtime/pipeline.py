@@ -34,6 +34,7 @@ from .engine import Engine
 from .io import csv_bytes, encode_npy, remove_stale_temporaries, write_atomic
 from .png import encode_png
 from ..hashing import sha256_bytes, sha256_file
+from ..kernels.compile_time import compile_time
 from .sizes import estimate_pixels
 from .manifest import Manifest, OutputLock, sources_sha
 from ..tasks.runtime import Item, Prepared, RunOptions, get_runtime
@@ -44,6 +45,7 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EIO: "an I/O error
                       "the file system is read-only", errno.EDQUOT: "the disk quota is exceeded",
                       errno.ENOENT: "the output directory vanished"}
 ENGINE_FAILURES_IN_A_ROW = 3  # whole batches failing on every item in a row: the engine, not the inputs
+COMPILE_WORTH_SAYING_S = 0.5
 ENVIRONMENT_ADVICE = "Fix the cause (free space, remount, restore the directory)"  # then: re-run the same command
 
 
@@ -63,10 +65,17 @@ class Summary:
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (item, stage, reason)
     notes: list[str] = field(default_factory=list)  # the task's lines about the run (ranges used, clipping)
     sizes: dict[str, int] = field(default_factory=dict)  # items written per size strategy (whole, padded, tiled, crops)
+    compile_s: float = 0.0  # of wall_s: numba compiling kernels (a first run; later runs load its cache)
 
     @property
     def items_per_s(self) -> float:
         return self.done / self.wall_s if self.wall_s else 0.0
+
+    def compiling(self) -> str:
+        """What part of the wall time was numba compiling (a first run), when worth saying; else ''."""
+        if self.compile_s < COMPILE_WORTH_SAYING_S:
+            return ""
+        return f"{self.compile_s:.1f}s of it numba compiling its kernels, once: later runs load them from its cache"
 
     def text(self) -> str:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_s.items())
@@ -77,9 +86,10 @@ class Summary:
                      "tiled": "tiled", "crops": "run as crops around their holes"}
             sizes = "\nsizes: " + ", ".join(f"{n} {names.get(k, k)}" for k, n in sorted(self.sizes.items())) + \
                 " (per item in the manifest)"
+        compiled = f" ({self.compiling()})" if self.compiling() else ""
         return "\n".join([f"done {self.done}, failed {self.failed}, skipped {self.skipped} of {self.total}{state}; "
-                          f"{self.items_per_s:.1f} items/s over {self.wall_s:.1f}s; time per stage (summed over "
-                          f"threads): {stages}{sizes}", *self.notes])
+                          f"{self.items_per_s:.1f} items/s over {self.wall_s:.1f}s{compiled}; time per stage (summed "
+                          f"over threads): {stages}{sizes}", *self.notes])
 
 
 def _encode(suffix: str, arr: np.ndarray) -> bytes:
@@ -504,11 +514,13 @@ def run_directory(engine: Engine, input_dir, output_dir, options: RunOptions | N
         run.summary.total = len(items)
         started = time.perf_counter()
         try:
-            summary = run.run(items)
+            with compile_time() as compiled:
+                summary = run.run(items)
         finally:
             run.manifest.close()
             bar.close()
         summary.wall_s = time.perf_counter() - started
+        summary.compile_s = compiled.seconds
         summary.notes = runtime.report(run.reports, options)
         close_run(out_dir, summary, options, items, run.manifest, engine.task, run.fault, run.fault_advice)
     return summary
