@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MissingDependencyError
+from ..wording import option
 
 MAX_REPAIRS = 4
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # set sizes tried, cumulative along the ranking
@@ -50,9 +51,8 @@ def import_nncf():
     try:
         import nncf
     except ImportError:
-        raise MissingDependencyError("INT8 candidates need NNCF: `pip install regenrt[int8]` (or pass --int8 off; "
-                                     "Python: export_checkpoint(int8='off'))."
-                                     ) from None
+        raise MissingDependencyError("INT8 candidates need NNCF: `pip install regenrt[int8]`, or pass "
+                                     f"{option('int8', 'off', owner='export_checkpoint')}.") from None
     nncf.set_log_level(logging.ERROR)
     return nncf
 

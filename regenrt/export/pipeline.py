@@ -27,7 +27,7 @@ from .. import __version__
 from ..errors import ArchitectureError, ExportError, InputError, MissingPathError, ParityError
 from ..models import build_from_state_dict, load_checkpoint
 from ..models.program import is_program, load_program
-from ..wording import shorten
+from ..wording import option, shorten
 from ..models.modes import MODES, with_mode
 from ..runtime.engine import artefact_files
 from ..tasks import get_task, load_sample
@@ -202,8 +202,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, output_dir: str | os.PathLi
     precisions = PRECISIONS[precision]
     gpu_kind = resolve_gpu_engine(gpu.engine)
     if gpu_kind == "tensorrt" and "fp16" not in precisions:
-        raise InputError("a TensorRT engine is built from the FP16 graph: use --precision fp16 (the default; Python: "
-                         "export_checkpoint(precision='fp16')).")
+        raise InputError("a TensorRT engine is built from the FP16 graph: use "
+                         f"{option('precision', 'fp16', owner='export_checkpoint')}, the default.")
     use_int8 = _resolve_int8(int8, with_openvino)
     if run_batch < 1:
         raise InputError(f"run_batch must be a positive batch size, got {run_batch}.")

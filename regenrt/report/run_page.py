@@ -77,8 +77,7 @@ def run_report(summary, in_dir: Path, out_dir: Path, task: str, options=None, en
             f"{summary.done} done, {summary.failed} failed, {summary.skipped} skipped of {summary.total}"
             f"{' (interrupted)' if summary.interrupted else ''}; {summary.items_per_s:.2f} items/s over "
             f"{summary.wall_s:.1f} s"
-            + (f" ({escape(summary.compiling())})" if getattr(summary, "compiling", None) and summary.compiling()
-               else "")
+            + (f" ({escape(summary.compiling())})" if summary.compiling() else "")
             + f". Inputs: {escape(str(in_dir))}; outputs: {escape(str(out_dir))}.</p>"]
     if summary.stage_s:
         body += ["<h2>Where the time went (seconds, summed over threads)</h2>",

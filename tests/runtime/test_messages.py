@@ -108,7 +108,7 @@ def test_run_infer_checks_its_folders_before_loading_the_engine_and_leaves_no_lo
     assert not (tmp_path / "o" / LOCK_NAME).exists() and (tmp_path / "o" / "a.png").exists()
 
 
-def test_export_refusals_reaching_python_name_the_python_argument_too(tmp_path):
+def test_export_refusals_reaching_python_name_the_python_argument_too(tmp_path, monkeypatch):
     """export_checkpoint is called from Python as often as export-engine from a shell: its refusals say both."""
     import torch
 
@@ -124,3 +124,8 @@ def test_export_refusals_reaching_python_name_the_python_argument_too(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match=r"--trust-pickle \(Python: trust_pickle=True"):
         export_checkpoint(tmp_path / "pickled.pt", tmp_path / "e2")
     assert not (tmp_path / "e").exists() and not (tmp_path / "e2").exists()
+    from regenrt.export.int8 import import_nncf
+
+    monkeypatch.setitem(__import__("sys").modules, "nncf", None)  # NNCF not installed
+    with pytest.raises(MissingDependencyError, match=r"--int8 off \(Python: export_checkpoint\(int8='off'\)\)"):
+        import_nncf()
